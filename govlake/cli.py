@@ -1,0 +1,186 @@
+"""The ``govlake`` command line: thin commands that check preconditions and hand off to jobs.
+
+User mistakes (a bad file, an unknown node, a refused table) are GovlakeErrors and print as short Chinese
+messages with a non-zero exit; only genuine bugs show a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from govlake.errors import GovlakeError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def friendly(fn):
+    """Turn GovlakeErrors into readable messages and exit codes."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except GovlakeError as exc:
+            err_console.print(f"[bold red]错误：[/]{exc}", highlight=False)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+def make_context(lake: str | None):
+    from govlake.context import Context
+
+    return Context.from_env(lake)
+
+
+lake_option = click.option("--lake", envvar="GOVLAKE_LAKE", default=None,
+                           help="Lake root (local path or s3://bucket/prefix); default ./lake or $GOVLAKE_LAKE.")
+engine_option = click.option("--engine", "engine_kind", type=click.Choice(["duckdb", "spark"]), default="duckdb",
+                             show_default=True, help="Compute engine.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="govlake")
+def main() -> None:
+    """govlake: 1+11+N public data through bronze/silver/gold Delta tables."""
+
+
+@main.command()
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("landing"), show_default=True)
+@click.option("--rows", type=int, default=100_000, show_default=True, help="Total rows over all deliveries (10k .. 100M).")
+@click.option("--seed", type=int, default=20261124, show_default=True)
+@click.option("--dataset", "datasets", multiple=True, help="Only these datasets (repeatable).")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["csv", "xlsx", "jsonl", "parquet"]))
+@click.option("--no-defects", is_flag=True, help="Generate perfectly clean data.")
+@lake_option
+@friendly
+def generate(out_dir: Path, rows: int, seed: int, datasets: tuple[str, ...], formats: tuple[str, ...],
+             no_defects: bool, lake: str | None) -> None:
+    """Generate realistic deliveries for every node and dataset."""
+    from govlake.progress import generate_with_progress
+
+    ctx = make_context(lake)
+    manifest = generate_with_progress(ctx, out_dir, rows, seed, list(datasets) or None, list(formats) or None, not no_defects)
+    console.print(f"已生成 {len(manifest.deliveries)} 个报送文件，共 {manifest.total_rows:,} 行 → {out_dir}（清单：manifest.json）")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--node", required=True, help="Delivering node code, e.g. gaj or 440106.")
+@click.option("--dataset", required=True, help="Dataset name, e.g. hukou_population.")
+@lake_option
+@friendly
+def ingest(paths: tuple[Path, ...], node: str, dataset: str, lake: str | None) -> None:
+    """Ingest delivered files into bronze (whole file or nothing)."""
+    from govlake.jobs.ingest import ingest as run_ingest
+    from govlake.progress import row_progress
+
+    ctx = make_context(lake)
+    with row_progress(f"导入 {dataset}") as advance:
+        results = run_ingest(ctx, list(paths), node, dataset, progress=advance)
+    refused = 0
+    for r in results:
+        if r.status == "ingested":
+            extra = f"（其中 {r.ragged_rows} 行列数不符，原文已保存）" if r.ragged_rows else ""
+            console.print(f"[green]✓ 已导入[/] {r.file}：{r.rows:,} 行 → bronze.{dataset}，批次 {r.batch_id}{extra}")
+            if r.message:
+                console.print(f"  [yellow]表结构变化：{r.message}[/]")
+        elif r.status == "duplicate":
+            console.print(f"[cyan]= 跳过[/] {r.file}：{r.message}")
+        else:
+            refused += 1
+            err_console.print(f"[bold red]✗ 拒收[/] {r.message}", highlight=False)
+    if refused:
+        sys.exit(4)
+
+
+@main.command()
+@click.option("--dataset", "datasets", multiple=True, help="Only these datasets (repeatable).")
+@lake_option
+@engine_option
+@friendly
+def run(datasets: tuple[str, ...], lake: str | None, engine_kind: str) -> None:
+    """Build everything pending into silver, quarantine and gold."""
+    from govlake.jobs.pipeline import run_pending
+    from govlake.progress import print_run_report, step_status
+
+    ctx = make_context(lake)
+    with ctx.engine(engine_kind) as engine, step_status() as on_step:
+        report = run_pending(ctx, engine, list(datasets) or None, on_step=on_step)
+    print_run_report(report)
+
+
+@main.command()
+@click.argument("query")
+@click.option("--role", type=click.Choice(["analyst", "steward", "admin"]), default="analyst", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--limit", type=int, default=200, show_default=True, help="Rows shown in table format.")
+@lake_option
+@friendly
+def sql(query: str, role: str, fmt: str, limit: int, lake: str | None) -> None:
+    """Query the lake with SQL (tables named <layer>.<table>), scoped by role."""
+    from govlake.sqlaccess import SqlSession
+
+    ctx = make_context(lake)
+    session = SqlSession(ctx.lake, role)
+    try:
+        result = session.query(query).table
+    finally:
+        session.close()
+    if fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        import io
+
+        out = io.BytesIO()
+        pacsv.write_csv(result, out)
+        sys.stdout.write(out.getvalue().decode("utf-8"))
+    elif fmt == "json":
+        sys.stdout.write(json.dumps(result.to_pylist(), ensure_ascii=False, default=str, indent=1) + "\n")
+    else:
+        t = Table(show_lines=False)
+        for name in result.column_names:
+            t.add_column(name)
+        for row in result.slice(0, limit).to_pylist():
+            t.add_row(*["" if v is None else str(v) for v in row.values()])
+        console.print(t)
+        more = f"（仅显示前 {limit} 行）" if result.num_rows > limit else ""
+        console.print(f"{result.num_rows:,} 行{more}")
+
+
+@main.command()
+@click.option("--rows", type=int, default=200_000, show_default=True, help="Total generated rows.")
+@click.option("--landing", type=click.Path(path_type=Path), default=None, help="Where deliveries are generated (default: <lake>/../landing).")
+@click.option("--seed", type=int, default=20261124, show_default=True)
+@lake_option
+@engine_option
+@friendly
+def demo(rows: int, landing: Path | None, seed: int, lake: str | None, engine_kind: str) -> None:
+    """Generate for all 1+11+N nodes, ingest, run, and print a summary."""
+    from govlake.jobs.demo import run_demo
+
+    run_demo(make_context(lake), rows=rows, landing=landing, seed=seed, engine_kind=engine_kind)
+
+
+@main.command()
+@click.option("--rows", default="1000000,10000000", show_default=True, help="Comma-separated row counts.")
+@click.option("--workdir", type=click.Path(path_type=Path), default=None)
+@click.option("--keep", is_flag=True, help="Keep the generated files and lakes.")
+@friendly
+def bench(rows: str, workdir: Path | None, keep: bool) -> None:
+    """Throughput ingest -> silver -> gold beside a raw DuckDB CSV-to-Parquet copy."""
+    from govlake.jobs.bench import run_bench
+
+    run_bench([int(r.replace("_", "")) for r in rows.split(",") if r], workdir=workdir, keep=keep)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

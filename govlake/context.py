@@ -1,0 +1,43 @@
+"""The job context: settings, registries and the lake, resolved once and handed to every job.
+
+This is the one place where the environment (local or production) is chosen; jobs receive a Context and
+an Engine, the way Dagster resources are plugged into assets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from govlake.contracts import Contract, get_contract
+from govlake.lake import Lake
+from govlake.project import Settings
+from govlake.registry import Registry, load_registry
+
+
+@dataclass
+class Context:
+    settings: Settings
+
+    @classmethod
+    def from_env(cls, lake: str | None = None) -> "Context":
+        return cls(Settings.from_env(lake))
+
+    @cached_property
+    def registry(self) -> Registry:
+        return load_registry(self.settings.catalog_dir, self.settings.schemas_dir)
+
+    @cached_property
+    def lake(self) -> Lake:
+        return Lake(self.settings)
+
+    def contract(self, dataset: str) -> Contract:
+        self.registry  # cross-checks contracts against the registries first
+        return get_contract(self.settings.schemas_dir, dataset)
+
+    def engine(self, kind: str = "duckdb"):  # -> Engine (lazy import keeps the CLI fast)
+        from govlake.engine import make_engine
+
+        eng = make_engine(self.settings, kind)
+        eng.lake = self.lake
+        return eng

@@ -1,0 +1,219 @@
+"""Dataset contracts: one YAML per dataset in schemas/datasets/, validated by our own JSON Schema.
+
+Contracts are loaded into frozen, typed objects so that jobs never read raw YAML. A bad key is reported
+with its file and dotted path (as dbt does), plus a "did you mean" where one helps.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+
+from govlake.errors import ConfigError, RegistryError, did_you_mean
+
+SCHEMA_FILE = Path("_meta") / "contract.schema.json"
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    title: str
+    type: str
+    description: str = ""
+    scale: int = 0
+    aliases: tuple[str, ...] = ()
+    required: bool = False
+    standardize: tuple[str, ...] = ()
+    check: str | None = None
+    codes: str | None = None
+    min: float | None = None
+    max: float | None = None
+    min_date: str | None = None
+    not_future: bool = False
+    pattern: str | None = None
+    pii: str = "none"
+    mask: str | None = None
+    pseudonymize: bool = False
+    grade: int = 1
+
+    @property
+    def is_pii(self) -> bool:
+        return self.pii != "none"
+
+    @property
+    def headers(self) -> tuple[str, ...]:
+        """Every source header that means this field: title, aliases and the field name itself."""
+        return (self.title, *self.aliases, self.name)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    category: str
+    code: str
+    summary: str
+    format: str
+    share: str
+    open: str
+    update_cycle: str
+    published_on: str
+    base: str | None = None
+    theme: str | None = None
+    share_condition: str | None = None
+
+
+@dataclass(frozen=True)
+class Contract:
+    dataset: str
+    version: int
+    title: str
+    owner: str
+    delivered_by: tuple[str, ...]
+    catalog: Catalog
+    key: tuple[str, ...]
+    fields: tuple[Field, ...]
+    order_by: tuple[str, ...] = ()
+    duties: tuple[str, ...] = ()
+    path: Path | None = None
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def field_names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    @property
+    def key_fields(self) -> list[Field]:
+        return [self.field(k) for k in self.key]
+
+    def header_map(self) -> dict[str, str]:
+        """Normalized source header -> field name."""
+        out: dict[str, str] = {}
+        for f in self.fields:
+            for h in f.headers:
+                out[normalize_header(h)] = f.name
+        return out
+
+
+_FULLWIDTH = str.maketrans({"（": "(", "）": ")", "：": ":", "　": " "})
+
+
+def normalize_header(h: str) -> str:
+    """Headers are matched after NFKC, trimming, dropping spaces and unifying brackets."""
+    h = unicodedata.normalize("NFKC", str(h)).translate(_FULLWIDTH)
+    return re.sub(r"\s+", "", h).lower()
+
+
+@lru_cache(maxsize=4)
+def _validator(schemas_dir: str) -> Draft202012Validator:
+    schema = json.loads((Path(schemas_dir) / SCHEMA_FILE).read_text(encoding="utf-8"))
+    return Draft202012Validator(schema)
+
+
+def _path_of(err: Any) -> str:
+    return ".".join(str(p) for p in err.absolute_path) or "(根)"
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"YAML 语法错误：{exc}", where=str(path), hint="修正该文件的 YAML 格式") from None
+
+
+def load_contract(path: Path, schemas_dir: Path) -> Contract:
+    """Load and validate one contract file; raise ConfigError naming file and dotted path."""
+    doc = _load_yaml(path)
+    errors = sorted(_validator(str(schemas_dir)).iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        hint = "对照 schemas/_meta/contract.schema.json 修改"
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            allowed = set(err.schema.get("properties", {}))
+            extra = [k for k in err.instance if k not in allowed]
+            if extra:
+                hint = did_you_mean(extra[0], allowed) or hint
+        raise ConfigError(f"数据集契约无效：{err.message}", where=f"{path} → {_path_of(err)}", hint=hint)
+    if doc["dataset"] != path.stem:
+        raise ConfigError(
+            f"契约文件名与 dataset 不一致：{doc['dataset']}",
+            where=str(path),
+            hint=f"将文件重命名为 {doc['dataset']}.yaml，或把 dataset 改为 {path.stem}",
+        )
+    fields = tuple(
+        Field(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in f.items()}) for f in doc["fields"]
+    )
+    names = [f.name for f in fields]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise ConfigError(f"字段重复：{sorted(dupes)}", where=str(path), hint="每个字段名只能出现一次")
+    for ref_kind in ("key", "order_by"):
+        for ref in doc.get(ref_kind, []):
+            if ref not in names:
+                raise ConfigError(
+                    f"{ref_kind} 引用了不存在的字段 {ref}",
+                    where=f"{path} → {ref_kind}",
+                    hint=did_you_mean(ref, names) or f"可用字段：{', '.join(names)}",
+                )
+    seen: dict[str, str] = {}
+    for f in fields:
+        for h in f.headers:
+            n = normalize_header(h)
+            if n in seen and seen[n] != f.name:
+                raise ConfigError(
+                    f"表头别名 “{h}” 同时指向字段 {seen[n]} 和 {f.name}",
+                    where=f"{path} → fields.{f.name}.aliases",
+                    hint="一个来源表头只能对应一个字段",
+                )
+            seen[n] = f.name
+        if f.type == "decimal" and "scale" not in {k for k in doc["fields"][names.index(f.name)]}:
+            raise ConfigError("decimal 字段必须声明 scale", where=f"{path} → fields.{f.name}", hint="例如 scale: 2")
+    return Contract(
+        dataset=doc["dataset"],
+        version=doc["version"],
+        title=doc["title"],
+        owner=doc["owner"],
+        delivered_by=tuple(doc["delivered_by"]),
+        catalog=Catalog(**doc["catalog"]),
+        key=tuple(doc["key"]),
+        fields=fields,
+        order_by=tuple(doc.get("order_by", [])),
+        duties=tuple(doc.get("duties", [])),
+        path=path,
+    )
+
+
+@lru_cache(maxsize=4)
+def _load_all(schemas_dir: str) -> dict[str, Contract]:
+    base = Path(schemas_dir)
+    out: dict[str, Contract] = {}
+    for path in sorted((base / "datasets").glob("*.yaml")):
+        c = load_contract(path, base)
+        out[c.dataset] = c
+    return out
+
+
+def load_contracts(schemas_dir: Path) -> dict[str, Contract]:
+    """All dataset contracts by name (cached per directory)."""
+    return _load_all(str(schemas_dir))
+
+
+def get_contract(schemas_dir: Path, dataset: str) -> Contract:
+    contracts = load_contracts(schemas_dir)
+    if dataset not in contracts:
+        raise RegistryError(
+            f"未知数据集：{dataset}",
+            hint=did_you_mean(dataset, set(contracts)) or f"已登记的数据集：{', '.join(sorted(contracts))}",
+        )
+    return contracts[dataset]

@@ -1,0 +1,79 @@
+"""The embedded engine: DuckDB for compute over Delta tables read through delta-rs' snapshots."""
+
+from __future__ import annotations
+
+import tempfile
+
+import duckdb
+import pyarrow as pa
+
+from govlake.engine.base import Dialect, Engine, ident, sql_str
+from govlake.lake import Lake
+from govlake.project import Settings
+
+
+class DuckDBEngine(Engine):
+    name = "duckdb"
+
+    def __init__(self, settings: Settings, lake: Lake | None = None) -> None:
+        super().__init__(lake or Lake(settings))
+        self.dialect = Dialect()
+        self._tmp = tempfile.TemporaryDirectory(prefix="govlake-duckdb-")
+        self.con = duckdb.connect(config={
+            "threads": settings.duckdb_threads,
+            "memory_limit": settings.duckdb_memory_limit,
+            "temp_directory": self._tmp.name,
+            "preserve_insertion_order": True,
+        })
+        self._arrow: dict[str, object] = {}
+
+    def register_delta(self, view: str, layer: str, table: str, *, version: int | None = None) -> bool:
+        dt = self.lake.table(layer, table, version=version)
+        if dt is None:
+            return False
+        files = dt.file_uris()
+        if self.lake.settings.is_local and files:
+            # DuckDB's own Parquet reader is parallel and prunes row groups; delta-rs gives the snapshot's files.
+            file_list = ", ".join(sql_str(f) for f in files)
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP VIEW {ident(view)} AS "
+                f"SELECT * FROM read_parquet([{file_list}], union_by_name = true)"
+            )
+        else:
+            ds = dt.to_pyarrow_dataset()
+            self._arrow[view] = ds
+            self.con.register(view, ds)
+        return True
+
+    def register_arrow(self, view: str, data: pa.Table) -> None:
+        self._arrow[view] = data
+        self.con.register(view, data)
+
+    def execute(self, sql: str) -> None:
+        self.con.execute(sql)
+
+    def stream(self, sql: str) -> pa.RecordBatchReader:
+        return self.con.execute(sql).to_arrow_reader(1_000_000)
+
+    def fetch(self, sql: str) -> pa.Table:
+        return self.con.execute(sql).to_arrow_table()
+
+    def materialize(self, view: str, sql: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(view)} AS {sql}")
+
+    def drop(self, view: str) -> None:
+        if view in self._arrow:
+            self.con.unregister(view)
+            del self._arrow[view]
+            return
+        kind = self.con.execute(
+            "SELECT table_type FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'", [view]
+        ).fetchone()
+        if kind:
+            self.con.execute(f"DROP {'VIEW' if kind[0] == 'VIEW' else 'TABLE'} IF EXISTS {ident(view)}")
+
+    def close(self) -> None:
+        try:
+            self.con.close()
+        finally:
+            self._tmp.cleanup()

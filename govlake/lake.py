@@ -1,0 +1,139 @@
+"""The lake: where each layer's Delta tables live and the few Delta operations jobs need.
+
+All writes are Delta transactions through delta-rs; a job that fails leaves no partial commit.
+Table addresses are ``<root>/<layer>/<name>`` for local paths and s3:// URIs alike.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from govlake.errors import RegistryError, did_you_mean
+from govlake.project import Settings
+
+LAYERS = ("bronze", "silver", "quarantine", "gold", "meta")
+
+
+@dataclass(frozen=True)
+class TableRef:
+    layer: str
+    name: str
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.layer}.{self.name}"
+
+
+class Lake:
+    """Addresses and transactional writes for the lake's Delta tables."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.lake_root.rstrip("/")
+        self.storage_options = dict(settings.storage_options) or None
+
+    # -- addressing -----------------------------------------------------------------------
+    def uri(self, layer: str, name: str) -> str:
+        if layer not in LAYERS:
+            raise RegistryError(f"未知数据层：{layer}", hint=did_you_mean(layer, set(LAYERS)))
+        return f"{self.root}/{layer}/{name}"
+
+    def exists(self, layer: str, name: str) -> bool:
+        return DeltaTable.is_deltatable(self.uri(layer, name), storage_options=self.storage_options)
+
+    def table(self, layer: str, name: str, version: int | None = None) -> DeltaTable | None:
+        try:
+            return DeltaTable(self.uri(layer, name), version=version, storage_options=self.storage_options)
+        except TableNotFoundError:
+            return None
+
+    def list_tables(self, layer: str) -> list[str]:
+        """Names of the Delta tables present in a layer (local lakes list the directory, S3 lists prefixes)."""
+        if self.settings.is_local:
+            from pathlib import Path
+
+            base = Path(self.root) / layer
+            if not base.is_dir():
+                return []
+            return sorted(p.name for p in base.iterdir() if (p / "_delta_log").is_dir())
+        import boto3
+
+        bucket, _, prefix = self.root.split("://", 1)[1].partition("/")
+        endpoint = self.settings.storage_options.get("AWS_ENDPOINT_URL")
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        base = f"{prefix}/{layer}/".lstrip("/")
+        resp = s3.list_objects_v2(Bucket=bucket, Prefix=base, Delimiter="/")
+        names = [p["Prefix"][len(base):].rstrip("/") for p in resp.get("CommonPrefixes", [])]
+        return sorted(n for n in names if self.exists(layer, n))
+
+    # -- reads ------------------------------------------------------------------------------
+    def read(self, layer: str, name: str, columns: list[str] | None = None, filter_sql: str | None = None) -> pa.Table:
+        """Read a whole (small) table into Arrow; returns an empty table if it does not exist."""
+        dt = self.table(layer, name)
+        if dt is None:
+            return pa.table({})
+        if filter_sql:
+            import duckdb
+
+            con = duckdb.connect()
+            con.register("t", dt.to_pyarrow_dataset())
+            cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+            out = con.sql(f"SELECT {cols} FROM t WHERE {filter_sql}").to_arrow_table()
+            con.close()
+            return out
+        return dt.to_pyarrow_table(columns=columns)
+
+    # -- writes -----------------------------------------------------------------------------
+    @staticmethod
+    def commit(app_id: str | None = None, version: int = 1, **metadata: Any) -> CommitProperties:
+        """Commit properties with our metadata and, for exactly-once jobs, an app-level transaction id."""
+        meta = {"govlake": json.dumps(metadata, ensure_ascii=False, default=str)} if metadata else None
+        txns = [Transaction(app_id=app_id, version=version)] if app_id else None
+        return CommitProperties(custom_metadata=meta, app_transactions=txns)
+
+    def txn_version(self, layer: str, name: str, app_id: str) -> int | None:
+        dt = self.table(layer, name)
+        return None if dt is None else dt.transaction_version(app_id)
+
+    def append(self, layer: str, name: str, data: Any, *, schema_mode: str | None = "merge",
+               commit: CommitProperties | None = None, description: str | None = None) -> None:
+        write_deltalake(
+            self.uri(layer, name), data, mode="append", schema_mode=schema_mode,
+            storage_options=self.storage_options, commit_properties=commit, description=description,
+        )
+
+    def overwrite(self, layer: str, name: str, data: Any, *, predicate: str | None = None,
+                  commit: CommitProperties | None = None, description: str | None = None) -> None:
+        """Replace the table, or only the rows matching ``predicate``, in one transaction."""
+        exists = self.exists(layer, name)
+        write_deltalake(
+            self.uri(layer, name), data, mode="overwrite",
+            predicate=predicate if exists else None,
+            schema_mode=None if (predicate and exists) else "overwrite",
+            storage_options=self.storage_options, commit_properties=commit, description=description,
+        )
+
+    def merge(self, layer: str, name: str, source: Any, keys: Iterable[str], *, update_if: str | None = None,
+              commit: CommitProperties | None = None) -> dict[str, Any]:
+        """Upsert ``source`` by ``keys``: matched rows are replaced (if ``update_if`` holds), others inserted."""
+        dt = self.table(layer, name)
+        assert dt is not None
+        on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
+        return (
+            dt.merge(source, predicate=on, source_alias="s", target_alias="t", commit_properties=commit,
+                     merge_schema=True)
+            .when_matched_update_all(predicate=update_if)
+            .when_not_matched_insert_all()
+            .execute()
+        )
+
+
+def empty_like(schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_batches([], schema=schema)

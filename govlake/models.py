@@ -1,0 +1,115 @@
+"""Gold models: one YAML per gold table in schemas/gold/, with portable SQL and column descriptions.
+
+The SQL names tables as ``silver.<dataset>`` / ``gold.<table>``; sqlglot checks that every referenced
+table is a declared source, rewrites the references to the engine's relation names and transpiles to the
+engine's dialect, so one model runs on DuckDB and Spark.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+
+import sqlglot
+from sqlglot import exp
+from jsonschema import Draft202012Validator
+
+from govlake.contracts import _load_yaml
+from govlake.errors import ConfigError, RegistryError, did_you_mean
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    description: str
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GoldModel:
+    table: str
+    title: str
+    kind: str
+    description: str
+    sources: tuple[str, ...]
+    key: tuple[str, ...]
+    columns: tuple[Column, ...]
+    sql: str
+    path: Path
+    base: str | None = None
+    theme: str | None = None
+
+    def relation(self, ref: str) -> str:
+        return ref.replace(".", "__")
+
+    def compiled_sql(self, dialect: str = "duckdb") -> str:
+        """The model's SQL with table references rewritten to engine relations, in the engine's dialect."""
+        tree = sqlglot.parse_one(self.sql, read="duckdb")
+        for t in tree.find_all(exp.Table):
+            if t.db in ("silver", "gold"):
+                t.replace(exp.to_table(f"{t.db}__{t.name}").as_(t.alias_or_name) if not t.alias else
+                          exp.to_table(f"{t.db}__{t.name}").as_(t.alias))
+        return tree.sql(dialect=dialect)
+
+
+def _referenced(sql: str, path: Path) -> set[str]:
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except sqlglot.errors.ParseError as exc:
+        raise ConfigError(f"金层模型 SQL 语法错误：{exc}", where=str(path), hint="修正 sql 字段") from None
+    ctes = {c.alias for c in tree.find_all(exp.CTE)}
+    return {f"{t.db}.{t.name}" for t in tree.find_all(exp.Table) if t.name not in ctes and t.db}
+
+
+@lru_cache(maxsize=4)
+def _load(schemas_dir: str) -> dict[str, GoldModel]:
+    base = Path(schemas_dir)
+    validator = Draft202012Validator(json.loads((base / "_meta" / "gold.schema.json").read_text(encoding="utf-8")))
+    models: dict[str, GoldModel] = {}
+    for path in sorted((base / "gold").glob("*.yaml")):
+        doc = _load_yaml(path)
+        errs = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+        if errs:
+            where = ".".join(str(p) for p in errs[0].absolute_path) or "(根)"
+            raise ConfigError(f"金层模型无效：{errs[0].message}", where=f"{path} → {where}",
+                              hint="对照 schemas/_meta/gold.schema.json 修改")
+        refs = _referenced(doc["sql"], path)
+        undeclared = refs - set(doc["sources"])
+        if undeclared:
+            raise ConfigError(f"SQL 引用了未在 sources 中声明的表：{sorted(undeclared)}", where=f"{path} → sources",
+                              hint="把这些表加入 sources，血缘与调度依赖由 sources 决定")
+        models[doc["table"]] = GoldModel(
+            table=doc["table"], title=doc["title"], kind=doc["kind"], description=doc["description"],
+            sources=tuple(doc["sources"]), key=tuple(doc.get("key", [])),
+            columns=tuple(Column(c["name"], c["description"], tuple(c.get("from", []))) for c in doc["columns"]),
+            sql=doc["sql"], path=path, base=doc.get("base"), theme=doc.get("theme"),
+        )
+    return models
+
+
+def load_models(schemas_dir: Path) -> dict[str, GoldModel]:
+    return _load(str(schemas_dir))
+
+
+def build_order(models: dict[str, GoldModel]) -> list[GoldModel]:
+    """Gold models in dependency order (gold tables built from other gold tables come later)."""
+    graph = {m.table: {s.split(".", 1)[1] for s in m.sources if s.startswith("gold.")} for m in models.values()}
+    for name, deps in graph.items():
+        for d in deps:
+            if d not in models:
+                raise ConfigError(f"金层模型 {name} 依赖不存在的 gold.{d}", where=str(models[name].path),
+                                  hint=did_you_mean(d, set(models)))
+    try:
+        return [models[n] for n in TopologicalSorter(graph).static_order()]
+    except CycleError as exc:
+        raise ConfigError(f"金层模型之间存在循环依赖：{exc.args[1]}") from None
+
+
+def get_model(schemas_dir: Path, table: str) -> GoldModel:
+    models = load_models(schemas_dir)
+    if table not in models:
+        raise RegistryError(f"未知金层表：{table}", hint=did_you_mean(table, set(models)))
+    return models[table]

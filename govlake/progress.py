@@ -1,0 +1,72 @@
+"""Progress bars and Chinese summaries for long CLI work (rich; plain lines when not a terminal)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console()
+
+
+@contextmanager
+def row_progress(description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("行"), TimeElapsedColumn(), console=console, transient=False) as bar:
+        task = bar.add_task(description, total=total)
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+
+        yield advance
+
+
+@contextmanager
+def step_status() -> Iterator[Callable[[str], None]]:
+    with console.status("准备中…") as status:
+        def on_step(text: str) -> None:
+            status.update(text + "…")
+
+        yield on_step
+
+
+def generate_with_progress(ctx, out_dir: Path, rows: int, seed: int, datasets, formats, defects: bool):
+    from govlake.jobs.generate import generate
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("生成报送文件", total=rows)
+        state = {"done": 0}
+
+        def progress(desc: str, done: int) -> None:
+            state["done"] = max(state["done"], done)
+            bar.update(task, completed=min(state["done"], rows), description=f"生成 {desc}")
+
+        return generate(ctx.registry, out_dir, rows=rows, seed=seed, datasets=datasets, formats=formats,
+                        defects=defects, progress=progress)
+
+
+def print_run_report(report) -> None:
+    if not report.conformed:
+        console.print("没有待处理的批次（标准层已是最新）。")
+    else:
+        t = Table(title="标准化结果（按数据集）")
+        for col in ("数据集", "批次", "原始行", "写入标准层", "隔离", "被覆盖的重复", "账平"):
+            t.add_column(col, justify="right" if col not in ("数据集",) else "left")
+        for r in report.conformed:
+            t.add_row(r.dataset, str(len(r.batches)), f"{r.bronze_rows:,}", f"{r.silver_rows:,}", f"{r.quarantined:,}",
+                      f"{r.superseded:,}", "✓" if r.balanced else "✗")
+        console.print(t)
+    g = Table(title="金层")
+    g.add_column("表")
+    g.add_column("状态")
+    g.add_column("行数", justify="right")
+    g.add_column("说明")
+    labels = {"built": "已更新", "unchanged": "无变化", "waiting": "等待上游"}
+    for r in report.gold:
+        g.add_row(f"gold.{r.table}", labels.get(r.status, r.status), f"{r.rows:,}" if r.status == "built" else "", r.message)
+    console.print(g)

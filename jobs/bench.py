@@ -1,0 +1,127 @@
+"""``govlake bench``: rows/s through ingest -> silver -> gold beside a raw DuckDB CSV-to-Parquet copy.
+
+Both sides read the same generated CSV files in the same run, each in its own subprocess so peak memory
+(max RSS) is measured per side. The raw copy is the floor: it parses and writes every byte but does no
+standardization, validation, pseudonymization, deduplication, Delta transactions or gold builds.
+Target (issue 2): pipeline throughput >= 0.33 x raw copy, peak memory < 4 GiB at 10 million rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+DATASETS = ["hukou_population", "migrant_population"]
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def raw_copy(files: list[str], out: str) -> dict:
+    import duckdb
+
+    con = duckdb.connect(config={"threads": int(os.environ.get("GOVLAKE_THREADS", "2"))})
+    flist = ", ".join(f"'{f}'" for f in files)
+    t0 = time.perf_counter()
+    con.execute(
+        f"COPY (SELECT * FROM read_csv([{flist}], all_varchar = true, header = true, union_by_name = true, "
+        f"null_padding = true, strict_mode = false, ignore_errors = true)) TO '{out}' (FORMAT parquet)"
+    )
+    seconds = time.perf_counter() - t0
+    rows = con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchone()[0]
+    con.close()
+    return {"seconds": seconds, "rows": rows, "peak_mb": _peak_mb()}
+
+
+def pipeline(lake: str, landing: str) -> dict:
+    from govlake.context import Context
+    from govlake.jobs.generate import Manifest
+    from govlake.jobs.ingest import ingest_file
+    from govlake.jobs.pipeline import run_pending
+
+    ctx = Context.from_env(lake)
+    manifest = Manifest.load(Path(landing) / "manifest.json")
+    t0 = time.perf_counter()
+    rows = 0
+    for d in manifest.deliveries:
+        r = ingest_file(ctx, Path(landing) / d.path, d.node, d.dataset)
+        rows += r.rows
+    t1 = time.perf_counter()
+    with ctx.engine() as engine:
+        report = run_pending(ctx, engine, DATASETS)
+    t2 = time.perf_counter()
+    silver_s = t2 - t1
+    return {
+        "seconds": t2 - t0, "ingest_s": t1 - t0, "run_s": silver_s, "rows": rows,
+        "silver_rows": sum(r.silver_rows for r in report.conformed),
+        "quarantined": sum(r.quarantined for r in report.conformed),
+        "balanced": report.balanced, "gold": {g.table: g.rows for g in report.gold if g.status == "built"},
+        "peak_mb": _peak_mb(),
+    }
+
+
+def _child(*args: str) -> dict:
+    out = subprocess.run([sys.executable, "-m", "govlake.jobs.bench", *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-4000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_bench(sizes: list[int], workdir: Path | None = None, keep: bool = False) -> list[dict]:
+    from govlake.context import Context
+    from govlake.progress import generate_with_progress
+
+    base = Path(workdir or tempfile.mkdtemp(prefix="govlake-bench-"))
+    ctx = Context.from_env(str(base / "unused-lake"))
+    results = []
+    for n in sizes:
+        run_dir = base / f"rows-{n}"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        landing = run_dir / "landing"
+        console.print(f"[bold]基准测试：{n:,} 行[/]（生成数据不计时）")
+        manifest = generate_with_progress(ctx, landing, n, 20261124, DATASETS, ["csv"], True)
+        files = [str(landing / d.path) for d in manifest.deliveries]
+        size_mb = sum(os.path.getsize(f) for f in files) / 2**20
+        raw = _child("raw", str(run_dir / "raw.parquet"), *files)
+        pipe = _child("pipeline", str(run_dir / "lake"), str(landing))
+        raw_rps = raw["rows"] / raw["seconds"]
+        pipe_rps = pipe["rows"] / pipe["seconds"]
+        res = {"rows": n, "csv_mb": round(size_mb, 1), "raw": raw, "pipeline": pipe,
+               "raw_rows_per_s": raw_rps, "pipeline_rows_per_s": pipe_rps, "ratio": pipe_rps / raw_rps}
+        results.append(res)
+        t = Table(title=f"{n:,} 行（CSV {size_mb:,.0f} MB）")
+        for col in ("项目", "耗时（秒）", "行/秒", "峰值内存（MB）"):
+            t.add_column(col, justify="left" if col == "项目" else "right")
+        t.add_row("DuckDB CSV→Parquet 原始复制（基线）", f"{raw['seconds']:.1f}", f"{raw_rps:,.0f}", f"{raw['peak_mb']:,.0f}")
+        t.add_row("govlake 导入→标准层→金层（合计）", f"{pipe['seconds']:.1f}", f"{pipe_rps:,.0f}", f"{pipe['peak_mb']:,.0f}")
+        t.add_row("  其中 导入 bronze", f"{pipe['ingest_s']:.1f}", f"{pipe['rows'] / pipe['ingest_s']:,.0f}", "")
+        t.add_row("  其中 标准化 + 金层", f"{pipe['run_s']:.1f}", f"{pipe['rows'] / pipe['run_s']:,.0f}", "")
+        console.print(t)
+        verdict = "达标" if res["ratio"] >= 0.33 and pipe["peak_mb"] < 4096 else "未达标"
+        console.print(f"吞吐比（govlake / 原始复制）：[bold]{res['ratio']:.2f}[/]（目标 ≥ 0.33）；峰值内存 {pipe['peak_mb']:,.0f} MB"
+                      f"（目标 < 4096 MB）：{verdict}；账平：{'是' if pipe['balanced'] else '否'}；"
+                      f"标准层 {pipe['silver_rows']:,} 行，隔离 {pipe['quarantined']:,} 行")
+        print("BENCH " + json.dumps(res, ensure_ascii=False, default=str), flush=True)
+        if not keep:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    if not keep and workdir is None:
+        shutil.rmtree(base, ignore_errors=True)
+    return results
+
+
+if __name__ == "__main__":
+    mode, *args = sys.argv[1:]
+    out = raw_copy(args[1:], args[0]) if mode == "raw" else pipeline(args[0], args[1])
+    print(json.dumps(out, default=str))

@@ -1,0 +1,267 @@
+"""Conform: pending bronze batches -> silver.<dataset> and quarantine.<dataset>.
+
+One pass of the engine standardizes, types and checks every row (rules compiled from the contract).
+Failing rows go to quarantine with every rule they failed; passing rows are de-duplicated by business key
+(the latest delivery wins; within a file the last row wins) and MERGEd into silver with pseudonymized PII.
+Per batch the books balance: bronze rows = silver rows written + quarantined + superseded repeats, and
+the figures are kept in ``meta.conform_batches``. Each run touches only batches not yet conformed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from govlake.context import Context
+from govlake.engine.base import Engine, sql_str
+from govlake.jobs.ingest import BATCHES
+from govlake.jobs.rules import CompiledContract
+from govlake.security import pseudonym_key
+
+ACCOUNTING = "conform_batches"
+RULE_RESULTS = "rule_results"
+
+
+@dataclass
+class ConformResult:
+    dataset: str
+    batches: list[str] = field(default_factory=list)
+    bronze_rows: int = 0
+    silver_rows: int = 0
+    quarantined: int = 0
+    superseded: int = 0
+    warned: int = 0
+    resolved: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        return self.bronze_rows == self.silver_rows + self.quarantined + self.superseded
+
+
+def pending_batches(ctx: Context, dataset: str) -> list[str]:
+    """Ingested batches of the dataset that have not been conformed yet, in delivery order."""
+    if not ctx.lake.exists("meta", BATCHES):
+        return []
+    done: set[str] = set()
+    if ctx.lake.exists("meta", ACCOUNTING):
+        done = set(ctx.lake.read("meta", ACCOUNTING, columns=["batch_id"], filter_sql=f"dataset = {sql_str(dataset)}")
+                   .column("batch_id").to_pylist())
+    t = ctx.lake.read("meta", BATCHES, columns=["batch_id", "ingested_at"],
+                      filter_sql=f"status = 'ingested' AND dataset = {sql_str(dataset)}")
+    rows = sorted(t.to_pylist(), key=lambda r: r["ingested_at"])
+    return [r["batch_id"] for r in rows if r["batch_id"] not in done]
+
+
+def conform(ctx: Context, engine: Engine, dataset: str) -> ConformResult:
+    contract = ctx.contract(dataset)
+    result = ConformResult(dataset=dataset)
+    batches = pending_batches(ctx, dataset)
+    if not batches:
+        return result
+    result.batches = batches
+    d = engine.dialect
+    cc = CompiledContract(contract, ctx.registry, d, pseudonym_key(ctx.settings))
+    in_batches = f"_batch_id IN ({', '.join(sql_str(b) for b in batches)})"
+    engine.register_delta("bronze_src", "bronze", dataset)
+    engine.execute(f"CREATE OR REPLACE TEMP VIEW pending AS SELECT * FROM bronze_src WHERE {in_batches}")
+    run_id = hashlib.sha256("|".join(batches).encode()).hexdigest()[:16]
+    commit = ctx.lake.commit(job="conform", run_id=run_id, batches=batches)
+
+    # Keys delivered more than once in these batches: only their rows need ranking.
+    key_std = ", ".join(f"{cc.std(contract.field(k), d.ident(k))} AS k{i}" for i, k in enumerate(contract.key))
+    key_cols = ", ".join(f"k{i}" for i in range(len(contract.key)))
+    engine.materialize("dup_keys", f"SELECT {key_cols} FROM (SELECT {key_std} FROM pending) x "
+                                   f"GROUP BY {key_cols} HAVING count(*) > 1")
+    dup_count = engine.scalar("SELECT count(*) FROM dup_keys") or 0
+    dup_flag = "FALSE"
+    if dup_count:
+        match = " AND ".join(f"dk.k{i} = c.s__{k}" for i, k in enumerate(contract.key))
+        dup_flag = f"EXISTS (SELECT 1 FROM dup_keys dk WHERE {match})"
+    stream_sql = cc.silver_select(
+        f"(SELECT *, {d.array_len('_failures')} AS _nfail, {dup_flag} AS _dup FROM ({cc.conform_sql('pending')}) c) r",
+        extra=["_nfail", "_dup", "_failures"],
+    )
+    split = StreamSplit(engine, stream_sql, cc)
+    if ctx.lake.exists("silver", dataset):
+        engine.lake.merge("silver", dataset, split.reader(), cc.key_columns(), update_if="s._ingested_at >= t._ingested_at",
+                          commit=commit)
+    else:
+        engine.lake.overwrite("silver", dataset, split.reader(), commit=commit,
+                              description=f"{contract.title}（标准层：类型化、标准化、个人信息假名化，每个业务主键一行）")
+
+    # Quarantine: the failing rows only, recomputed with their delivered record; replaces any earlier attempt.
+    fails = split.failed_ids()
+    engine.register_arrow("failed_ids", fails)
+    q_src = ("(SELECT p.* FROM pending p JOIN failed_ids f ON p._batch_id = f._batch_id AND p._row_number = f._row_number)")
+    q_sql = cc.quarantine_select(f"({cc.conform_sql(q_src)}) r", "pending")
+    engine.write_delta("quarantine", dataset, q_sql, mode="overwrite",
+                       predicate=in_batches if ctx.lake.exists("quarantine", dataset) else None, commit=commit,
+                       description=f"{contract.title}（隔离区：未通过校验的行及其全部失败规则）")
+    result.resolved = resolve_quarantine(ctx, engine, cc, dataset, split.winner_keys())
+
+    # The books, per batch; written last so a crash before here re-runs the batches idempotently.
+    now = datetime.now(timezone.utc)
+    rows = [dict(batch_id=b, bronze_rows=0, silver_rows=0, quarantined=0, superseded=0, warned=0) for b in batches]
+    by_id = {r["batch_id"]: r for r in rows}
+    for bid, counts in split.counts.items():
+        for k, v in counts.items():
+            by_id[bid][k] += v
+    acc = pa.Table.from_pylist(
+        [{**r, "dataset": dataset, "run_id": run_id, "engine": engine.name, "conformed_at": now} for r in rows],
+        schema=ACCOUNTING_SCHEMA,
+    )
+    rule_counts = split.rule_counts(dataset, run_id)
+    if rule_counts.num_rows:
+        if ctx.lake.exists("meta", RULE_RESULTS):
+            ctx.lake.overwrite("meta", RULE_RESULTS, rule_counts,
+                               predicate=f"dataset = {sql_str(dataset)} AND {in_batches.replace('_batch_id', 'batch_id')}")
+        else:
+            ctx.lake.append("meta", RULE_RESULTS, rule_counts)
+    ctx.lake.append("meta", ACCOUNTING, acc, commit=ctx.lake.commit(f"govlake-conform-{dataset}-{run_id}"))
+    for r in rows:
+        result.bronze_rows += r["bronze_rows"]
+        result.silver_rows += r["silver_rows"]
+        result.quarantined += r["quarantined"]
+        result.superseded += r["superseded"]
+        result.warned += r["warned"]
+    for view in ("failed_ids", "dup_keys", "pending", "bronze_src"):
+        engine.drop(view)
+    return result
+
+
+ACCOUNTING_SCHEMA = pa.schema([
+    ("batch_id", pa.string()), ("bronze_rows", pa.int64()), ("silver_rows", pa.int64()), ("quarantined", pa.int64()),
+    ("superseded", pa.int64()), ("warned", pa.int64()), ("dataset", pa.string()), ("run_id", pa.string()),
+    ("engine", pa.string()), ("conformed_at", pa.timestamp("us", tz="UTC")),
+])
+
+
+class StreamSplit:
+    """Splits the one conform stream: valid rows flow on to silver, failing rows and rows of repeated keys
+    are set aside (they are few) and the repeated keys' winners are appended at the end of the stream, so
+    silver gets exactly one row per key in a single transaction. Counts are kept per batch as rows pass.
+    """
+
+    def __init__(self, engine: Engine, sql: str, cc: CompiledContract) -> None:
+        self.engine = engine
+        self.sql = sql
+        self.cc = cc
+        self.counts: dict[str, dict[str, int]] = {}
+        self._failed: list[pa.RecordBatch] = []
+        self._dups: list[pa.RecordBatch] = []
+        self._winners: pa.Table | None = None
+        self.schema: pa.Schema | None = None
+
+    def _count(self, batch_ids: pa.Array, field: str) -> None:
+        if len(batch_ids) == 0:
+            return
+        vc = pc.value_counts(batch_ids)
+        for item in vc.to_pylist():
+            c = self.counts.setdefault(item["values"], dict(bronze_rows=0, silver_rows=0, quarantined=0, superseded=0, warned=0))
+            c[field] += item["counts"]
+
+    def _batches(self):
+        reader = self.engine.stream(self.sql)
+        out_schema = pa.schema([f for f in reader.schema if f.name not in ("_nfail", "_dup", "_failures")])
+        self.schema = out_schema
+        yield out_schema
+        for b in reader:
+            self._count(b.column("_batch_id"), "bronze_rows")
+            failed = pc.greater(b.column("_nfail"), 0)
+            if pc.any(failed).as_py():
+                bad = b.filter(failed)
+                self._failed.append(bad.select(["_batch_id", "_row_number", "_failures"]))
+                self._count(bad.column("_batch_id"), "quarantined")
+                b = b.filter(pc.invert(failed))
+            dup = b.column("_dup")
+            if pc.any(dup).as_py():
+                self._dups.append(b.filter(dup))
+                b = b.filter(pc.invert(dup))
+            b = b.select(out_schema.names)
+            self._count(b.column("_batch_id"), "silver_rows")
+            self._count(b.filter(pc.greater(pc.list_value_length(b.column("_warnings")), 0)).column("_batch_id"), "warned")
+            yield b
+        if self._dups:
+            winners = self._rank_dups(pa.Table.from_batches(self._dups))
+            self._winners = winners
+            self._count(winners.column("_batch_id"), "silver_rows")
+            for b in winners.to_batches():
+                yield b.select(out_schema.names)
+
+    def _rank_dups(self, dups: pa.Table) -> pa.Table:
+        """Latest delivery first, then the last row of the file; the losers are counted as superseded."""
+        import duckdb
+
+        keys = ", ".join(self.cc.key_columns())
+        con = duckdb.connect()
+        con.register("dups", dups)
+        ranked = con.execute(
+            f"SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY _ingested_at DESC, _batch_id DESC, "
+            f"_row_number DESC) AS _r FROM dups"
+        ).to_arrow_table()
+        con.close()
+        win = pc.equal(ranked.column("_r"), 1)
+        self._count(ranked.filter(pc.invert(win)).column("_batch_id"), "superseded")
+        return ranked.filter(win).drop_columns(["_r"])
+
+    def reader(self) -> pa.RecordBatchReader:
+        gen = self._batches()
+        schema = next(gen)
+        return pa.RecordBatchReader.from_batches(schema, gen)
+
+    def failed_ids(self) -> pa.Table:
+        if not self._failed:
+            return pa.table({"_batch_id": pa.array([], pa.string()), "_row_number": pa.array([], pa.int64())})
+        return pa.Table.from_batches(self._failed).select(["_batch_id", "_row_number"])
+
+    def winner_keys(self) -> pa.Table | None:
+        """Not needed: resolution reads the keys just written from silver by batch id."""
+        return None
+
+    def rule_counts(self, dataset: str, run_id: str) -> pa.Table:
+        if not self._failed:
+            return pa.table({})
+        t = pa.Table.from_batches(self._failed)
+        flat = pa.table({"batch_id": pc.list_parent_indices(t.column("_failures")), "rule": pc.list_flatten(t.column("_failures"))})
+        flat = flat.set_column(0, "batch_id", pc.take(t.column("_batch_id"), flat.column("batch_id")))
+        g = flat.group_by(["batch_id", "rule"]).aggregate([("rule", "count")]).rename_columns(["batch_id", "rule", "failed_rows"])
+        n = g.num_rows
+        return g.append_column("dataset", pa.array([dataset] * n, pa.string())).append_column("run_id", pa.array([run_id] * n, pa.string()))
+
+
+def resolve_quarantine(ctx: Context, engine: Engine, cc: CompiledContract, dataset: str, _unused: object = None) -> int:
+    """Mark open quarantine rows resolved when a later valid row for the same key reached silver.
+
+    This is how a steward's corrected re-delivery "leaves quarantine": the rows stay (nothing is lost) with
+    ``_status = 'resolved'`` and the batch that fixed them.
+    """
+    q = ctx.lake.table("quarantine", dataset)
+    if q is None:
+        return 0
+    keys = cc.key_columns()
+    engine.register_delta("q_src", "quarantine", dataset)
+    if not engine.scalar("SELECT count(*) FROM q_src WHERE _status = 'open'"):
+        engine.drop("q_src")
+        return 0
+    engine.register_delta("s_now", "silver", dataset)
+    on = " AND ".join(f"CAST(q.{k} AS VARCHAR) = CAST(f.{k} AS VARCHAR)" for k in keys)
+    later = "(q._ingested_at < f._ingested_at OR (q._batch_id = f._batch_id AND q._row_number < f._row_number))"
+    src = engine.fetch(
+        f"SELECT {', '.join('q.' + k for k in keys)}, q._batch_id, q._row_number, f._batch_id AS _fixed_by "
+        f"FROM (SELECT * FROM q_src WHERE _status = 'open') q JOIN s_now f ON {on} WHERE {later}"
+    )
+    engine.drop("q_src")
+    engine.drop("s_now")
+    if not src.num_rows:
+        return 0
+    dt = ctx.lake.table("quarantine", dataset)
+    match = " AND ".join(f"t.{k} = s.{k}" for k in keys) + " AND t._batch_id = s._batch_id AND t._row_number = s._row_number"
+    (dt.merge(src, predicate=match, source_alias="s", target_alias="t",
+              commit_properties=ctx.lake.commit(job="conform", action="resolve_quarantine"))
+       .when_matched_update({"_status": "'resolved'", "_resolved_by": "s._fixed_by"})
+       .execute())
+    return src.num_rows

@@ -1,0 +1,194 @@
+"""Ingest: delivered files -> bronze.<dataset>, losslessly, exactly once per file.
+
+Every row of a file lands in bronze (ragged rows with their raw text), or the file is refused as a whole
+with a message naming the file, the reason and what to do. The write is one Delta transaction carrying an
+app-level transaction id derived from the file's content, so re-ingesting the same file is a no-op that
+says so, even after a crash between the bronze commit and the batch-log write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+
+from govlake.context import Context
+from govlake.errors import DeliveryRefused, GovlakeError, RegistryError
+from govlake.jobs.readers import open_delivery, output_schema, peek
+
+BATCHES = "ingest_batches"  # meta.ingest_batches: one row per delivered file, accepted or refused
+
+META_COLUMNS = [
+    pa.field("_node", pa.string()),
+    pa.field("_source_file", pa.string()),
+    pa.field("_content_hash", pa.string()),
+    pa.field("_batch_id", pa.string()),
+    pa.field("_ingested_at", pa.timestamp("us", tz="UTC")),
+]
+
+
+@dataclass
+class IngestResult:
+    file: str
+    dataset: str
+    node: str
+    status: str  # ingested | duplicate | refused
+    batch_id: str | None = None
+    rows: int = 0
+    ragged_rows: int = 0
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "refused"
+
+
+def content_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(8 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def batch_id_for(dataset: str, node: str, digest: str) -> str:
+    return hashlib.sha256(f"{dataset}|{node}|{digest}".encode()).hexdigest()[:20]
+
+
+def bronze_schema(ctx: Context, dataset: str) -> pa.Schema:
+    base = output_schema(ctx.contract(dataset))
+    return pa.schema(list(base) + META_COLUMNS)
+
+
+def _batch_log_row(**kw: object) -> pa.Table:
+    schema = pa.schema([
+        ("batch_id", pa.string()), ("dataset", pa.string()), ("node", pa.string()), ("source_file", pa.string()),
+        ("content_hash", pa.string()), ("format", pa.string()), ("encoding", pa.string()), ("size_bytes", pa.int64()),
+        ("rows", pa.int64()), ("ragged_rows", pa.int64()), ("skipped_lines", pa.string()), ("header_map", pa.string()),
+        ("unknown_headers", pa.string()), ("missing_fields", pa.string()), ("status", pa.string()),
+        ("message", pa.string()), ("ingested_at", pa.timestamp("us", tz="UTC")), ("bronze_version", pa.int64()),
+    ])
+    return pa.Table.from_pylist([{k: kw.get(k) for k in schema.names}], schema=schema)
+
+
+def previous_batch(ctx: Context, dataset: str, node: str, digest: str) -> dict | None:
+    if not ctx.lake.exists("meta", BATCHES):
+        return None
+    t = ctx.lake.read(
+        "meta", BATCHES, filter_sql=f"status = 'ingested' AND dataset = '{dataset}' AND node = '{node}' AND content_hash = '{digest}'"
+    )
+    return t.to_pylist()[0] if t.num_rows else None
+
+
+def ingest_file(ctx: Context, path: Path, node: str, dataset: str,
+                progress: Callable[[int], None] | None = None) -> IngestResult:
+    """Ingest one file; never raises for a bad file (the result says refused), only for lake failures."""
+    contract = ctx.contract(dataset)
+    result = IngestResult(file=str(path), dataset=dataset, node=node, status="refused")
+    now = datetime.now(timezone.utc)
+    try:
+        if not path.is_file():
+            raise DeliveryRefused("文件不存在或不可读", where=str(path), hint="检查路径与权限")
+        digest = content_hash(path)
+    except DeliveryRefused as exc:
+        result.message = str(exc)
+        return result
+    batch_id = batch_id_for(dataset, node, digest)
+    result.batch_id = batch_id
+    app_id = f"govlake-ingest-{batch_id}"
+
+    prior = previous_batch(ctx, dataset, node, digest)
+    if prior:
+        result.status, result.rows = "duplicate", prior["rows"]
+        result.message = f"该文件内容已于 {prior['ingested_at']:%Y-%m-%d %H:%M} 导入（批次 {batch_id}，{prior['rows']} 行），本次不重复导入"
+        return result
+
+    size = path.stat().st_size
+    info = None
+    counted = {"rows": 0}
+    try:
+        if ctx.lake.txn_version("bronze", dataset, app_id):
+            # Bronze committed but the batch log was not written (crash in between): recover the log only.
+            t = ctx.lake.read("bronze", dataset, columns=["_batch_id"], filter_sql=f"_batch_id = '{batch_id}'")
+            result.status, result.rows = "duplicate", t.num_rows
+            result.message = f"该文件已写入 bronze（批次 {batch_id}），已补记导入日志"
+            ctx.lake.append("meta", BATCHES, _batch_log_row(
+                batch_id=batch_id, dataset=dataset, node=node, source_file=str(path), content_hash=digest,
+                size_bytes=size, rows=t.num_rows, status="ingested", message="recovered batch log", ingested_at=now,
+            ))
+            return result
+        info, stream = open_delivery(path, contract)
+        first, stream = peek(stream)  # header problems are raised here, before any write
+        schema = bronze_schema(ctx, dataset)
+        meta_values = [node, str(path), digest, batch_id]
+
+        def with_meta() -> Iterator[pa.RecordBatch]:
+            for b in stream:
+                n = b.num_rows
+                counted["rows"] += n
+                if progress:
+                    progress(n)
+                cols = list(b.columns) + [pa.array([v] * n, pa.string()) for v in meta_values]
+                cols.append(pa.array([now] * n, pa.timestamp("us", tz="UTC")))
+                yield pa.RecordBatch.from_arrays(cols, schema=schema)
+
+        reader = pa.RecordBatchReader.from_batches(schema, with_meta())
+        ctx.lake.append(
+            "bronze", dataset, reader,
+            commit=ctx.lake.commit(app_id, batch_id=batch_id, node=node, file=path.name, job="ingest"),
+            description=f"{contract.title}（原始层，按报送原样保存）",
+        )
+    except DeliveryRefused as exc:
+        result.message = str(exc)
+        ctx.lake.append("meta", BATCHES, _batch_log_row(
+            batch_id=batch_id, dataset=dataset, node=node, source_file=str(path), content_hash=digest,
+            format=info.format if info else None, size_bytes=size, rows=0, status="refused",
+            message=exc.message, ingested_at=now,
+        ))
+        return result
+    version = ctx.lake.table("bronze", dataset).version()
+    hdr = info.header
+    ctx.lake.append("meta", BATCHES, _batch_log_row(
+        batch_id=batch_id, dataset=dataset, node=node, source_file=str(path), content_hash=digest,
+        format=info.format, encoding=info.encoding, size_bytes=size, rows=counted["rows"],
+        ragged_rows=info.ragged_rows, skipped_lines=json.dumps(info.skipped_lines, ensure_ascii=False),
+        header_map=json.dumps(hdr.as_dict() if hdr else {}, ensure_ascii=False),
+        unknown_headers=json.dumps(hdr.extra if hdr else [], ensure_ascii=False),
+        missing_fields=json.dumps(hdr.missing if hdr else [], ensure_ascii=False),
+        status="ingested", message="", ingested_at=now, bronze_version=version,
+    ), commit=ctx.lake.commit(f"govlake-batchlog-{batch_id}"))
+    result.status, result.rows, result.ragged_rows = "ingested", counted["rows"], info.ragged_rows
+    drift = []
+    if hdr and hdr.extra:
+        drift.append(f"未登记的列：{'、'.join(hdr.extra)}")
+    if hdr and hdr.missing:
+        drift.append(f"缺少的字段：{'、'.join(contract.field(m).title for m in hdr.missing)}")
+    result.message = "；".join(drift)
+    return result
+
+
+def ingest(ctx: Context, paths: list[Path], node: str, dataset: str,
+           progress: Callable[[int], None] | None = None) -> list[IngestResult]:
+    """Ingest several files for one node and dataset; each file is its own transaction."""
+    contract = ctx.contract(dataset)
+    ctx.registry.node(node)
+    allowed = ctx.registry.deliverers(contract)
+    if node not in allowed:
+        owners = "、".join(ctx.registry.node(n).label for n in allowed[:5])
+        raise RegistryError(
+            f"节点 {ctx.registry.node(node).label} 不是数据集 {dataset}（{contract.title}）的报送节点",
+            hint=f"该数据集由 {owners} 报送；如职责有变化，请更新契约 {contract.path.name if contract.path else ''} 的 delivered_by",
+        )
+    return [ingest_file(ctx, Path(p), node, dataset, progress) for p in paths]
+
+
+def summary_dict(r: IngestResult) -> dict:
+    return asdict(r)
+
+
+__all__ = ["IngestResult", "ingest", "ingest_file", "GovlakeError"]

@@ -1,0 +1,80 @@
+"""Gold tables from real silver tables: people integrated across gaj and lsj, no raw PII, idempotent rebuilds."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from govlake.jobs.ingest import ingest
+from govlake.jobs.pipeline import run_pending
+from tests.conftest import write_csv
+from tests.factories import ric_number, uscc_code
+
+HUKOU = ["公民身份号码", "姓名", "性别", "出生日期", "户籍地行政区划", "住址", "登记日期"]
+MIGRANT = ["公民身份号码", "姓名", "性别", "出生日期", "户籍地行政区划", "居住地行政区划", "居住地址", "居住证有效期起", "居住证有效期止", "登记日期"]
+P1, P2, P3 = ric_number(seq="101"), ric_number(address="430102", seq="202"), ric_number(address="450102", seq="303")
+
+
+def seed_people(ctx, tmp_path: Path) -> None:
+    h = write_csv(tmp_path / "h.csv", HUKOU, [
+        [P1, "张三", "男", "1990-03-07", "440106", "广州市天河区体育西路1号", "2020-01-02"],
+        [P2, "李四", "女", "1990-03-07", "440104", "广州市越秀区北京路2号", "2020-01-02"],
+    ])
+    m = write_csv(tmp_path / "m.csv", MIGRANT, [
+        [P2, "李肆", "女", "1990-03-07", "430102", "440111", "广州市白云区某路3号", "2022-01-01", "2027-01-01", "2022-01-01"],
+        [P3, "王五", "男", "1990-03-07", "450102", "海珠区", "广州市海珠区某路4号", "2023-05-01", "2028-05-01", "2023-05-01"],
+    ])
+    assert ingest(ctx, [h], "gaj", "hukou_population")[0].ok
+    assert ingest(ctx, [m], "lsj", "migrant_population")[0].ok
+
+
+def test_population_integrates_both_sources_without_raw_pii(ctx, engine, tmp_path: Path) -> None:
+    seed_people(ctx, tmp_path)
+    report = run_pending(ctx, engine)
+    assert {g.table: g.status for g in report.gold}["population"] == "built"
+    rows = {r["id_number_masked"]: r for r in ctx.lake.read("gold", "population").to_pylist()}
+    assert len(rows) == 3
+    both = rows[P2[:6] + "********" + P2[-4:]]
+    assert both["population_type"] == "户籍且有来穗登记" and both["authoritative_node"] == "gaj"
+    assert both["name_masked"] == "李*" and both["district_code"] == "440111" and both["hukou_district_code"] == "440104"
+    only_m = rows[P3[:6] + "********" + P3[-4:]]
+    assert only_m["population_type"] == "来穗人员" and only_m["district_code"] == "440105" and only_m["birth_year"] == 1990
+    # No raw identifier, name or address anywhere in gold.
+    text = str(ctx.lake.read("gold", "population").to_pylist())
+    for raw in (P1, P2, P3, "张三", "李四", "体育西路"):
+        assert raw not in text
+    assert not re.search(r"\d{17}[\dX]", text)
+
+
+def test_gold_rebuild_only_when_sources_change(ctx, engine, tmp_path: Path) -> None:
+    seed_people(ctx, tmp_path)
+    run_pending(ctx, engine)
+    v = ctx.lake.table("gold", "population").version()
+    again = run_pending(ctx, engine)
+    assert {g.table: g.status for g in again.gold}["population"] == "unchanged"
+    assert ctx.lake.table("gold", "population").version() == v
+    extra = write_csv(tmp_path / "h2.csv", HUKOU, [[ric_number(seq="405"), "赵六", "男", "1985-01-01", "440113", "番禺", "2020-01-02"]])
+    ingest(ctx, [extra], "gaj", "hukou_population")
+    third = run_pending(ctx, engine)
+    assert {g.table: g.status for g in third.gold}["population"] == "built"
+    assert ctx.lake.read("gold", "population").num_rows == 4
+
+
+def test_legal_entities_take_the_authoritative_source(ctx, engine, tmp_path: Path) -> None:
+    me = write_csv(tmp_path / "me.csv", ["统一社会信用代码", "企业名称", "成立日期", "行政区划代码", "登记状态"], [
+        [uscc_code("91", org="MA59AAAA1"), "广州甲科技有限公司", "2015-01-01", "440106", "存续"],
+        [uscc_code("52", org="MA59BBBB2"), "（误报）某民办学校", "2016-01-01", "440106", "存续"],
+    ])
+    so = write_csv(tmp_path / "so.csv", ["统一社会信用代码", "社会组织名称", "成立登记日期", "住所所在区", "登记状态"], [
+        [uscc_code("52", org="MA59BBBB2"), "广州某民办学校", "2016-01-01", "440106", "存续"],
+    ])
+    assert ingest(ctx, [me], "scjgj", "market_entities")[0].ok
+    assert ingest(ctx, [so], "mzj", "social_organizations")[0].ok
+    seed_people(ctx, tmp_path)  # district_profile also needs gold.population
+    run_pending(ctx, engine)
+    rows = {r["uscc"]: r for r in ctx.lake.read("gold", "legal_entities").to_pylist()}
+    assert len(rows) == 2
+    school = rows[uscc_code("52", org="MA59BBBB2")]
+    assert (school["name"], school["source_node"], school["source_count"]) == ("广州某民办学校", "mzj", 2)
+    prof = {r["district_code"]: r for r in ctx.lake.read("gold", "district_profile").to_pylist()}
+    assert prof["440106"]["active_market_entities"] == 1 and prof["440106"]["social_organizations"] == 1
