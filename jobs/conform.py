@@ -95,13 +95,11 @@ def conform(ctx: Context, engine: Engine, dataset: str) -> ConformResult:
 
     # Quarantine: the failing rows only, recomputed with their delivered record; replaces any earlier attempt.
     fails = split.failed_ids()
-    engine.register_arrow("failed_ids", fails)
-    q_src = ("(SELECT p.* FROM pending p JOIN failed_ids f ON p._batch_id = f._batch_id AND p._row_number = f._row_number)")
-    q_sql = cc.quarantine_select(f"({cc.conform_sql(q_src)}) r", "pending")
-    engine.write_delta("quarantine", dataset, q_sql, mode="overwrite",
-                       predicate=in_batches if ctx.lake.exists("quarantine", dataset) else None, commit=commit,
-                       description=f"{contract.title}（隔离区：未通过校验的行及其全部失败规则）")
-    result.resolved = resolve_quarantine(ctx, engine, cc, dataset, split.winner_keys())
+    if fails.num_rows == 0 and ctx.lake.exists("quarantine", dataset):
+        fails = None  # nothing failed and the table exists: no quarantine write at all
+    if fails is not None:
+        write_quarantine(ctx, engine, cc, dataset, fails, in_batches, commit)
+    result.resolved = resolve_quarantine(ctx, engine, cc, dataset)
 
     # The books, per batch; written last so a crash before here re-runs the batches idempotently.
     now = datetime.now(timezone.utc)
@@ -128,9 +126,21 @@ def conform(ctx: Context, engine: Engine, dataset: str) -> ConformResult:
         result.quarantined += r["quarantined"]
         result.superseded += r["superseded"]
         result.warned += r["warned"]
-    for view in ("failed_ids", "dup_keys", "pending", "bronze_src"):
+    for view in ("dup_keys", "pending", "bronze_src"):
         engine.drop(view)
     return result
+
+
+def write_quarantine(ctx: Context, engine: Engine, cc: CompiledContract, dataset: str, fails: pa.Table,
+                     in_batches: str, commit: object) -> None:
+    """Quarantine the failing rows, recomputed with their delivered record; replaces an earlier attempt's rows."""
+    engine.register_arrow("failed_ids", fails)
+    q_src = "(SELECT p.* FROM pending p JOIN failed_ids f ON p._batch_id = f._batch_id AND p._row_number = f._row_number)"
+    q_sql = cc.quarantine_select(f"({cc.conform_sql(q_src)}) r", "pending")
+    engine.write_delta("quarantine", dataset, q_sql, mode="overwrite",
+                       predicate=in_batches if ctx.lake.exists("quarantine", dataset) else None, commit=commit,
+                       description=f"{cc.c.title}（隔离区：未通过校验的行及其全部失败规则）")
+    engine.drop("failed_ids")
 
 
 ACCOUNTING_SCHEMA = pa.schema([
@@ -153,7 +163,6 @@ class StreamSplit:
         self.counts: dict[str, dict[str, int]] = {}
         self._failed: list[pa.RecordBatch] = []
         self._dups: list[pa.RecordBatch] = []
-        self._winners: pa.Table | None = None
         self.schema: pa.Schema | None = None
 
     def _count(self, batch_ids: pa.Array, field: str) -> None:
@@ -187,7 +196,6 @@ class StreamSplit:
             yield b
         if self._dups:
             winners = self._rank_dups(pa.Table.from_batches(self._dups))
-            self._winners = winners
             self._count(winners.column("_batch_id"), "silver_rows")
             for b in winners.to_batches():
                 yield b.select(out_schema.names)
@@ -218,10 +226,6 @@ class StreamSplit:
             return pa.table({"_batch_id": pa.array([], pa.string()), "_row_number": pa.array([], pa.int64())})
         return pa.Table.from_batches(self._failed).select(["_batch_id", "_row_number"])
 
-    def winner_keys(self) -> pa.Table | None:
-        """Not needed: resolution reads the keys just written from silver by batch id."""
-        return None
-
     def rule_counts(self, dataset: str, run_id: str) -> pa.Table:
         if not self._failed:
             return pa.table({})
@@ -233,7 +237,7 @@ class StreamSplit:
         return g.append_column("dataset", pa.array([dataset] * n, pa.string())).append_column("run_id", pa.array([run_id] * n, pa.string()))
 
 
-def resolve_quarantine(ctx: Context, engine: Engine, cc: CompiledContract, dataset: str, _unused: object = None) -> int:
+def resolve_quarantine(ctx: Context, engine: Engine, cc: CompiledContract, dataset: str) -> int:
     """Mark open quarantine rows resolved when a later valid row for the same key reached silver.
 
     This is how a steward's corrected re-delivery "leaves quarantine": the rows stay (nothing is lost) with

@@ -133,8 +133,8 @@ def ingest_file(ctx: Context, path: Path, node: str, dataset: str,
                 counted["rows"] += n
                 if progress:
                     progress(n)
-                cols = list(b.columns) + [pa.array([v] * n, pa.string()) for v in meta_values]
-                cols.append(pa.array([now] * n, pa.timestamp("us", tz="UTC")))
+                cols = list(b.columns) + [pa.repeat(pa.scalar(v, pa.string()), n) for v in meta_values]
+                cols.append(pa.repeat(pa.scalar(now, pa.timestamp("us", tz="UTC")), n))
                 yield pa.RecordBatch.from_arrays(cols, schema=schema)
 
         reader = pa.RecordBatchReader.from_batches(schema, with_meta())

@@ -23,7 +23,7 @@ class DuckDBEngine(Engine):
             "threads": settings.duckdb_threads,
             "memory_limit": settings.duckdb_memory_limit,
             "temp_directory": self._tmp.name,
-            "preserve_insertion_order": True,
+            "preserve_insertion_order": False,  # jobs order explicitly where it matters
         })
         self._arrow: dict[str, object] = {}
 
