@@ -223,8 +223,9 @@ class CompiledContract:
         """Both stages in one query (used for small inputs such as the quarantined rows)."""
         return self.checked_sql(f"({self.std_sql(source)})")
 
-    def silver_select(self, source: str, extra: list[str] | None = None) -> str:
-        """Typed silver columns; masked PII fields become <name>_masked (+ <name>_pid)."""
+    def field_columns(self, value_prefix: str) -> list[str]:
+        """One output column per field: masked PII as <name>_masked (+ <name>_pid for join keys), other fields
+        from ``value_prefix`` ("t__" typed for silver, "s__" standardized text for quarantine)."""
         cols: list[str] = []
         for f in self.c.fields:
             s = f"s__{f.name}"
@@ -233,14 +234,13 @@ class CompiledContract:
                     cols.append(f"{self.pid(s)} AS {f.name}_pid")
                 cols.append(f"{self.mask(f, s)} AS {f.name}_masked")
             else:
-                cols.append(f"t__{f.name} AS {f.name}")
-        cols += ["_batch_id", "_node", "_row_number", "_ingested_at", "_warnings", *(extra or [])]
-        return f"SELECT {', '.join(cols)} FROM {source}"
+                cols.append(f"{value_prefix}{f.name} AS {f.name}")
+        return cols
 
-    def key_select(self, source: str) -> str:
-        """The business key as stored (pseudonym where hidden) with the row's delivery position."""
-        cols = [f"{self.pid('s__' + k)} AS {k}_pid" if self.hidden(self.c.field(k)) else f"s__{k} AS {k}" for k in self.c.key]
-        return f"SELECT {', '.join(cols)}, _batch_id, _row_number, _ingested_at FROM {source}"
+    def silver_select(self, source: str, extra: list[str] | None = None) -> str:
+        """Typed silver columns; masked PII fields become <name>_masked (+ <name>_pid)."""
+        cols = self.field_columns("t__") + ["_batch_id", "_node", "_row_number", "_ingested_at", "_warnings", *(extra or [])]
+        return f"SELECT {', '.join(cols)} FROM {source}"
 
     def record_json(self, alias: str) -> str:
         """The delivered record (bronze values, PII masked) as JSON text keyed by the Chinese field titles."""
@@ -254,16 +254,8 @@ class CompiledContract:
         ``source`` holds the failing conformed rows; the raw record is rebuilt from ``bronze`` for those rows
         only (a join on batch and row number), so passing rows never pay for it.
         """
-        cols: list[str] = []
         d = self.d
-        for f in self.c.fields:
-            s = f"s__{f.name}"
-            if self.hidden(f):
-                if f.pseudonymize or f.name in self.c.key:
-                    cols.append(f"{self.pid(s)} AS {f.name}_pid")
-                cols.append(f"{self.mask(f, s)} AS {f.name}_masked")
-            else:
-                cols.append(f"{s} AS {f.name}")
+        cols = self.field_columns("s__")
         raw = d.replace_all(d.replace_all("r._raw", "([0-9]{6})[0-9]{8}([0-9]{3}[0-9Xx])", "\\1********\\2"),
                             "(1[3-9][0-9])[0-9]{4}([0-9]{4})", "\\1****\\2")
         cols += ["_failures", f"{self.record_json('b')} AS _record", f"{raw} AS _raw", "r._extra", "r._batch_id", "r._node",
