@@ -246,24 +246,24 @@ def resolve_quarantine(ctx: Context, engine: Engine, cc: CompiledContract, datas
     q = ctx.lake.table("quarantine", dataset)
     if q is None:
         return 0
-    keys = cc.key_columns()
     engine.register_delta("q_src", "quarantine", dataset)
     if not engine.scalar("SELECT count(*) FROM q_src WHERE _status = 'open'"):
         engine.drop("q_src")
         return 0
     engine.register_delta("s_now", "silver", dataset)
-    on = " AND ".join(f"CAST(q.{k} AS VARCHAR) = CAST(f.{k} AS VARCHAR)" for k in keys)
     later = "(q._ingested_at < f._ingested_at OR (q._batch_id = f._batch_id AND q._row_number < f._row_number))"
     src = engine.fetch(
-        f"SELECT {', '.join('q.' + k for k in keys)}, q._batch_id, q._row_number, f._batch_id AS _fixed_by "
-        f"FROM (SELECT * FROM q_src WHERE _status = 'open') q JOIN s_now f ON {on} WHERE {later}"
+        f"SELECT q._key, q._batch_id, q._row_number, f._batch_id AS _fixed_by "
+        f"FROM (SELECT * FROM q_src WHERE _status = 'open' AND _key IS NOT NULL) q "
+        f"JOIN (SELECT {cc.key_text('silver')} AS _key, _batch_id, _row_number, _ingested_at FROM s_now) f "
+        f"ON q._key = f._key WHERE {later}"
     )
     engine.drop("q_src")
     engine.drop("s_now")
     if not src.num_rows:
         return 0
     dt = ctx.lake.table("quarantine", dataset)
-    match = " AND ".join(f"t.{k} = s.{k}" for k in keys) + " AND t._batch_id = s._batch_id AND t._row_number = s._row_number"
+    match = "t._batch_id = s._batch_id AND t._row_number = s._row_number"
     (dt.merge(src, predicate=match, source_alias="s", target_alias="t",
               commit_properties=ctx.lake.commit(job="conform", action="resolve_quarantine"))
        .when_matched_update({"_status": "'resolved'", "_resolved_by": "s._fixed_by"})

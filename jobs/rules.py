@@ -237,6 +237,18 @@ class CompiledContract:
                 cols.append(f"{value_prefix}{f.name} AS {f.name}")
         return cols
 
+    def key_text(self, layer: str) -> str:
+        """The business key as one canonical text (typed value or pseudonym), comparable across silver and
+        quarantine whatever spelling was delivered (2021/3/5 and 2021-03-05 are the same key)."""
+        v = self.d.varchar()
+        parts = []
+        for k in self.c.key:
+            if self.hidden(self.c.field(k)):
+                parts.append(f"{k}_pid" if layer == "silver" else self.pid(f"s__{k}"))
+            else:
+                parts.append(f"CAST({k} AS {v})" if layer == "silver" else f"coalesce(CAST(t__{k} AS {v}), s__{k})")
+        return f"concat_ws('|', {', '.join(parts)})"
+
     def silver_select(self, source: str, extra: list[str] | None = None) -> str:
         """Typed silver columns; masked PII fields become <name>_masked (+ <name>_pid)."""
         cols = self.field_columns("t__") + ["_batch_id", "_node", "_row_number", "_ingested_at", "_warnings", *(extra or [])]
@@ -258,7 +270,7 @@ class CompiledContract:
         cols = self.field_columns("s__")
         raw = d.replace_all(d.replace_all("r._raw", "([0-9]{6})[0-9]{8}([0-9]{3}[0-9Xx])", "\\1********\\2"),
                             "(1[3-9][0-9])[0-9]{4}([0-9]{4})", "\\1****\\2")
-        cols += ["_failures", f"{self.record_json('b')} AS _record", f"{raw} AS _raw", "r._extra", "r._batch_id", "r._node",
+        cols += ["_failures", f"{self.key_text('quarantine')} AS _key", f"{self.record_json('b')} AS _record", f"{raw} AS _raw", "r._extra", "r._batch_id", "r._node",
                  "r._source_file", "r._row_number", "r._ingested_at", "'open' AS _status", f"CAST(NULL AS {d.varchar()}) AS _resolved_by"]
         return (f"SELECT {', '.join(cols)} FROM {source} JOIN {bronze} b "
                 f"ON b._batch_id = r._batch_id AND b._row_number = r._row_number")

@@ -108,3 +108,16 @@ def test_ragged_row_is_quarantined_not_lost(ctx, engine, tmp_path: Path) -> None
     assert (res.silver_rows, res.quarantined) == (1, 1)
     [q] = quarantine(ctx)
     assert q["_failures"] == ["row.ragged"] and q["_raw"] == "只有,三列,而已"
+
+
+def test_redelivery_with_another_date_spelling_resolves_a_date_keyed_row(ctx, engine, tmp_path: Path) -> None:
+    header = ["监测站点编码", "监测站点名称", "所在区", "监测日期", "空气质量指数"]
+    bad = write_csv(tmp_path / "aq1.csv", header, [["GZ01", "天河体育中心", "440106", "2026/3/5", "900"]])
+    good = write_csv(tmp_path / "aq2.csv", header, [["GZ01", "天河体育中心", "440106", "2026-03-05", "88"]])
+    ingest(ctx, [bad], "sthjj", "air_quality_daily")
+    conform(ctx, engine, "air_quality_daily")
+    ingest(ctx, [good], "sthjj", "air_quality_daily")
+    res = conform(ctx, engine, "air_quality_daily")
+    assert res.resolved == 1
+    [q] = ctx.lake.read("quarantine", "air_quality_daily").to_pylist()
+    assert q["_status"] == "resolved" and q["_key"] == "GZ01|2026-03-05"
