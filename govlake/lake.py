@@ -38,6 +38,7 @@ class Lake:
         self.settings = settings
         self.root = settings.lake_root.rstrip("/")
         self.storage_options = dict(settings.storage_options) or None
+        self._handles: dict[str, DeltaTable] = {}
 
     # -- addressing -----------------------------------------------------------------------
     def uri(self, layer: str, name: str) -> str:
@@ -46,13 +47,31 @@ class Lake:
         return f"{self.root}/{layer}/{name}"
 
     def exists(self, layer: str, name: str) -> bool:
-        return DeltaTable.is_deltatable(self.uri(layer, name), storage_options=self.storage_options)
+        uri = self.uri(layer, name)
+        return uri in self._handles or DeltaTable.is_deltatable(uri, storage_options=self.storage_options)
 
     def table(self, layer: str, name: str, version: int | None = None) -> DeltaTable | None:
+        """The table at its latest version (or ``version``); None if it does not exist.
+
+        Handles are cached and brought up to date incrementally: opening a table replays its log, and a
+        job touching a table once per delivered file would otherwise pay that again and again.
+        """
+        uri = self.uri(layer, name)
+        if version is not None:
+            try:
+                return DeltaTable(uri, version=version, storage_options=self.storage_options)
+            except TableNotFoundError:
+                return None
+        dt = self._handles.get(uri)
+        if dt is not None:
+            dt.update_incremental()
+            return dt
         try:
-            return DeltaTable(self.uri(layer, name), version=version, storage_options=self.storage_options)
+            dt = DeltaTable(uri, storage_options=self.storage_options)
         except TableNotFoundError:
             return None
+        self._handles[uri] = dt
+        return dt
 
     def list_tables(self, layer: str) -> list[str]:
         """Names of the Delta tables present in a layer (local lakes list the directory, S3 lists prefixes)."""
@@ -102,10 +121,15 @@ class Lake:
         dt = self.table(layer, name)
         return None if dt is None else dt.transaction_version(app_id)
 
+    def _target(self, layer: str, name: str) -> DeltaTable | str:
+        """Write through the cached handle when there is one (no re-open), else by URI."""
+        uri = self.uri(layer, name)
+        return self._handles.get(uri) or uri
+
     def append(self, layer: str, name: str, data: Any, *, schema_mode: str | None = "merge",
                commit: CommitProperties | None = None, description: str | None = None) -> None:
         write_deltalake(
-            self.uri(layer, name), data, mode="append", schema_mode=schema_mode,
+            self._target(layer, name), data, mode="append", schema_mode=schema_mode,
             storage_options=self.storage_options, commit_properties=commit, description=description,
         )
 
@@ -114,7 +138,7 @@ class Lake:
         """Replace the table, or only the rows matching ``predicate``, in one transaction."""
         exists = self.exists(layer, name)
         write_deltalake(
-            self.uri(layer, name), data, mode="overwrite",
+            self._target(layer, name), data, mode="overwrite",
             predicate=predicate if exists else None,
             schema_mode=None if (predicate and exists) else "overwrite",
             storage_options=self.storage_options, commit_properties=commit, description=description,

@@ -76,13 +76,34 @@ def _batch_log_row(**kw: object) -> pa.Table:
     return pa.Table.from_pylist([{k: kw.get(k) for k in schema.names}], schema=schema)
 
 
+_INDEX: dict[str, tuple[int, dict[tuple[str, str, str], dict]]] = {}
+
+
 def previous_batch(ctx: Context, dataset: str, node: str, digest: str) -> dict | None:
-    if not ctx.lake.exists("meta", BATCHES):
+    """The earlier ingest of the same content, if any (for the message; the Delta app transaction on
+    bronze is what actually guarantees exactly-once, across processes too).
+
+    The batch log is indexed once per Delta version of the log, not re-read for every file.
+    """
+    dt = ctx.lake.table("meta", BATCHES)
+    if dt is None:
         return None
-    t = ctx.lake.read(
-        "meta", BATCHES, filter_sql=f"status = 'ingested' AND dataset = '{dataset}' AND node = '{node}' AND content_hash = '{digest}'"
-    )
-    return t.to_pylist()[0] if t.num_rows else None
+    uri, version = dt.table_uri, dt.version()
+    cached = _INDEX.get(uri)
+    if cached is None or cached[0] != version:
+        t = dt.to_pyarrow_table(columns=["dataset", "node", "content_hash", "status", "rows", "ingested_at"])
+        index = {(r["dataset"], r["node"], r["content_hash"]): r for r in t.to_pylist() if r["status"] == "ingested"}
+        _INDEX[uri] = cached = (version, index)
+    return cached[1].get((dataset, node, digest))
+
+
+def remember_batch(ctx: Context, dataset: str, node: str, digest: str, rows: int, at: datetime) -> None:
+    """Keep the index current after our own batch-log append, so the next file does not re-read the log."""
+    dt = ctx.lake.table("meta", BATCHES)
+    cached = _INDEX.get(dt.table_uri)
+    if cached is not None and cached[0] == dt.version() - 1:
+        cached[1][(dataset, node, digest)] = {"rows": rows, "ingested_at": at, "status": "ingested"}
+        _INDEX[dt.table_uri] = (dt.version(), cached[1])
 
 
 def ingest_file(ctx: Context, path: Path, node: str, dataset: str,
@@ -162,6 +183,7 @@ def ingest_file(ctx: Context, path: Path, node: str, dataset: str,
         missing_fields=json.dumps(hdr.missing if hdr else [], ensure_ascii=False),
         status="ingested", message="", ingested_at=now, bronze_version=version,
     ), commit=ctx.lake.commit(f"govlake-batchlog-{batch_id}"))
+    remember_batch(ctx, dataset, node, digest, counted["rows"], now)
     result.status, result.rows, result.ragged_rows = "ingested", counted["rows"], info.ragged_rows
     drift = []
     if hdr and hdr.extra:
