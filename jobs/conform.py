@@ -143,6 +143,8 @@ def write_quarantine(ctx: Context, engine: Engine, cc: CompiledContract, dataset
     engine.drop("failed_ids")
 
 
+SLICE_ROWS = 1_000_000  # rows per batch and slice pulled from the engine at a time (bounds memory)
+
 ACCOUNTING_SCHEMA = pa.schema([
     ("batch_id", pa.string()), ("bronze_rows", pa.int64()), ("silver_rows", pa.int64()), ("quarantined", pa.int64()),
     ("superseded", pa.int64()), ("warned", pa.int64()), ("dataset", pa.string()), ("run_id", pa.string()),
@@ -174,11 +176,12 @@ class StreamSplit:
             c[field] += item["counts"]
 
     def _batches(self):
-        reader = self.engine.stream(self.sql)
-        out_schema = pa.schema([f for f in reader.schema if f.name not in ("_nfail", "_dup", "_failures")])
+        schema = self.engine.fetch(f"SELECT * FROM ({self.sql}) s LIMIT 0").schema
+        out_schema = pa.schema([f for f in schema if f.name not in ("_nfail", "_dup", "_failures")])
         self.schema = out_schema
         yield out_schema
-        for b in reader:
+        upper = self.engine.scalar("SELECT max(_row_number) FROM pending") or 0
+        for b in self.engine.sliced(self.sql, "_row_number", upper, SLICE_ROWS):
             self._count(b.column("_batch_id"), "bronze_rows")
             failed = pc.greater(b.column("_nfail"), 0)
             if pc.any(failed).as_py():

@@ -132,6 +132,15 @@ class Engine(ABC):
     def drop(self, view: str) -> None:
         self.execute(f"DROP VIEW IF EXISTS {ident(view)}")
 
+    def sliced(self, sql: str, column: str, upper: int, size: int):
+        """Yield the result of ``sql`` in slices ``column`` in [lo, lo + size): bounded memory, and each
+        slice is computed with the engine's full parallelism (streaming readers may not be)."""
+        lo = 1
+        while lo <= upper:
+            t = self.fetch(f"SELECT * FROM ({sql}) sl WHERE {column} >= {lo} AND {column} < {lo + size}")
+            yield from t.to_batches()
+            lo += size
+
     def scalar(self, sql: str) -> Any:
         t = self.fetch(sql)
         return t.column(0)[0].as_py() if t.num_rows else None
