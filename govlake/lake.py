@@ -7,6 +7,7 @@ Table addresses are ``<root>/<layer>/<name>`` for local paths and s3:// URIs ali
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -143,6 +144,44 @@ class Lake:
             schema_mode=None if (predicate and exists) else "overwrite",
             storage_options=self.storage_options, commit_properties=commit, description=description,
         )
+
+    def commit_files(self, layer: str, name: str, rel_paths: list[str], *, mode: str = "append",
+                     commit: CommitProperties | None = None, description: str | None = None) -> None:
+        """Commit Parquet files already written inside the table directory (by an engine's parallel writers)
+        as one Delta transaction. ``mode="overwrite"`` replaces every current file atomically.
+
+        Stats carry row and null counts only: min/max are left to the Parquet footers, so a reader can never
+        skip a file on a wrong bound.
+        """
+        import pyarrow.parquet as pq
+        from deltalake import Schema
+        from deltalake.transaction import AddAction, create_table_with_add_actions
+
+        root = self.uri(layer, name)
+        adds: list[AddAction] = []
+        schema: pa.Schema | None = None
+        for rel in rel_paths:
+            full = f"{root}/{rel}"
+            meta = pq.read_metadata(full)
+            schema = schema or meta.schema.to_arrow_schema()
+            nulls: dict[str, int] = {}
+            for rg in range(meta.num_row_groups):
+                group = meta.row_group(rg)
+                for c in range(group.num_columns):
+                    col = group.column(c)
+                    if "." in col.path_in_schema or col.statistics is None or not col.statistics.has_null_count:
+                        continue
+                    nulls[col.path_in_schema] = nulls.get(col.path_in_schema, 0) + col.statistics.null_count
+            st = os.stat(full)
+            stats = json.dumps({"numRecords": meta.num_rows, "nullCount": nulls})
+            adds.append(AddAction(rel, st.st_size, {}, int(st.st_mtime * 1000), True, stats))
+        assert schema is not None, "commit_files needs at least one file"
+        dt = self.table(layer, name)
+        if dt is None:
+            create_table_with_add_actions(root, Schema.from_arrow(schema), adds, mode="error", description=description,
+                                          storage_options=self.storage_options, commit_properties=commit)
+        else:
+            dt.create_write_transaction(adds, mode=mode, schema=Schema.from_arrow(schema), commit_properties=commit)
 
     def merge(self, layer: str, name: str, source: Any, keys: Iterable[str], *, update_if: str | None = None,
               commit: CommitProperties | None = None) -> dict[str, Any]:

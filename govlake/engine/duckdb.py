@@ -60,6 +60,28 @@ class DuckDBEngine(Engine):
         # reader run the whole pipeline on one thread (measured: 3.6 s vs 7.6 s for 2M conformed rows).
         return self.con.sql(sql).to_arrow_table()
 
+    def write_delta(self, layer: str, table: str, sql: str, *, mode: str = "append", predicate: str | None = None,
+                    commit: object = None, description: str | None = None) -> None:
+        """Whole-table writes on a local lake use DuckDB's parallel Parquet writer (COPY) straight into the
+        table directory, then one delta-rs commit of those files; DuckDB's Arrow streaming would run the
+        query on a single thread. Predicate overwrites and object stores take the streaming path."""
+        if predicate is not None or not self.lake.settings.is_local:
+            return super().write_delta(layer, table, sql, mode=mode, predicate=predicate, commit=commit,
+                                       description=description)
+        import os
+        import uuid
+
+        root = self.lake.uri(layer, table)
+        part = f"part-{uuid.uuid4().hex}"
+        os.makedirs(root, exist_ok=True)
+        self.con.execute(f"COPY ({sql}) TO {sql_str(root + '/' + part)} "
+                         f"(FORMAT parquet, PER_THREAD_OUTPUT true, COMPRESSION snappy, ROW_GROUP_SIZE 1000000)")
+        files = sorted(f"{part}/{f}" for f in os.listdir(f"{root}/{part}") if f.endswith(".parquet"))
+        if not files:  # an empty result writes no file: let the streaming path record the schema
+            os.rmdir(f"{root}/{part}")
+            return super().write_delta(layer, table, sql, mode=mode, commit=commit, description=description)
+        self.lake.commit_files(layer, table, files, mode=mode, commit=commit, description=description)
+
     def materialize(self, view: str, sql: str) -> None:
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(view)} AS {sql}")
 
