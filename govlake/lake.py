@@ -182,6 +182,7 @@ class Lake:
                                           storage_options=self.storage_options, commit_properties=commit)
         else:
             dt.create_write_transaction(adds, mode=mode, schema=Schema.from_arrow(schema), commit_properties=commit)
+            dt.update_incremental()  # the cached handle must see its own commit before the next write
 
     def merge(self, layer: str, name: str, source: Any, keys: Iterable[str], *, update_if: str | None = None,
               commit: CommitProperties | None = None) -> dict[str, Any]:

@@ -42,10 +42,11 @@ class Dialect:
 
     def parse_date(self, expr: str, fmt: str) -> str:
         """``fmt`` is a strptime pattern (%Y %m %d); NULL when it does not parse."""
-        return f"CAST(try_strptime({expr}, {sql_str(fmt)}) AS DATE)"
+        return f"CAST({self.parse_timestamp(expr, fmt)} AS DATE)"
 
     def parse_timestamp(self, expr: str, fmt: str) -> str:
-        return f"try_strptime({expr}, {sql_str(fmt)})"
+        # DuckDB's strptime reads the words 'epoch' / 'infinity' as dates whatever the format: digits only.
+        return f"CASE WHEN regexp_matches({expr}, '^\\s*[0-9]') THEN try_strptime({expr}, {sql_str(fmt)}) END"
 
     def try_cast(self, expr: str, sql_type: str) -> str:
         return f"TRY_CAST({expr} AS {sql_type})"

@@ -1,20 +1,20 @@
 """The scale-out engine: Spark SQL over the lake's Delta snapshots, with Delta commits done by delta-rs.
 
-No delta-spark: Spark reads the exact Parquet files of a Delta snapshot (the file list comes from
-delta-rs), executors write Parquet files in parallel (``mapInArrow`` + pyarrow, with Delta file
-statistics) and the driver commits them atomically with delta-rs' ``create_write_transaction``. So the
-lake is written by one Delta implementation whichever engine computes, and no JVM jars are downloaded.
+No delta-spark (no JVM jars to download): Spark reads the exact Parquet files of a Delta snapshot (the
+file list comes from delta-rs); for writes, executors write Parquet files in parallel straight into the
+table directory (``mapInArrow`` + pyarrow) and the driver commits them as one delta-rs transaction
+(``Lake.commit_files``, or ``create_write_transaction`` with remove actions for an overwrite-where). So
+the lake is written by one Delta implementation whichever engine computes.
 
-``SparkDialect`` spells the Dialect primitives so that results are identical to DuckDB's (the parity
-tests in ``tests/engine`` hold the two engines to that): strptime and date casts are emulated exactly
-(DuckDB's widths, whitespace and validity rules) rather than delegated to Java's formatter.
+``SparkDialect`` spells the Dialect primitives so that results are identical to DuckDB's (the parity tests
+in ``tests/engine`` hold the two engines to that): strptime and DATE casts accept exactly what DuckDB
+accepts (a regex per format) before Spark's strict parser checks the values.
 """
 
 from __future__ import annotations
 
 import atexit
 import json
-import math
 import os
 import shutil
 import sys
@@ -23,12 +23,10 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from govlake.engine.base import Dialect, Engine
@@ -49,26 +47,29 @@ def spark_ident(name: str) -> str:
 _WS = r"[ \t\n\x0B\f\r]"  # DuckDB's StringUtil::CharacterIsSpace
 _REGEX_SPECIAL = set(".^$*+?()[]{}|\\-/&~#")
 _WIDTH = {"Y": 4, "m": 2, "d": 2, "H": 2, "M": 2, "S": 2}
+_YEAR_NOT_ZERO = "(?!(?:0000|000(?![0-9])|00(?![0-9])|0(?![0-9])))"  # Spark's parser throws on year 0
 
 
-def _strptime_regex(fmt: str) -> tuple[str, list[str]]:
-    """A Java regex accepting exactly what DuckDB's strptime accepts for ``fmt`` (up to value validity).
+def _strptime_regex(fmt: str) -> tuple[str, str, str]:
+    """For a strptime pattern: a Java regex accepting exactly what DuckDB's strptime accepts (up to value
+    validity), the replacement that rewrites a match to canonical ``y-M-d H:m:s`` text, and that pattern.
 
     DuckDB skips leading/trailing whitespace, a space in the format matches one or more whitespace
     characters, and each numeric specifier reads greedily up to its width (1-4 digits for %Y, 1-2 for the
-    others) without backtracking, hence the possessive quantifiers.
+    others) without backtracking, hence the possessive quantifiers. Value validity (month 13, Feb 30,
+    hour 24, second 60) is left to Spark's strict parser, which rejects the same values DuckDB does.
     """
     parts: list[str] = []
-    fields: list[str] = []
+    groups: dict[str, int] = {}
     i = 0
     while i < len(fmt):
         ch = fmt[i]
         if ch == "%":
             spec = fmt[i + 1] if i + 1 < len(fmt) else ""
-            if spec not in _WIDTH:
-                raise ValueError(f"unsupported strptime specifier %{spec} in {fmt!r}")
-            parts.append(f"([0-9]{{1,{_WIDTH[spec]}}}+)")
-            fields.append(spec)
+            if spec not in _WIDTH or spec in groups:
+                raise ValueError(f"unsupported strptime pattern {fmt!r}")
+            groups[spec] = len(groups) + 1
+            parts.append((_YEAR_NOT_ZERO if spec == "Y" else "") + f"([0-9]{{1,{_WIDTH[spec]}}}+)")
             i += 2
         elif ch.isspace():
             parts.append(f"{_WS}+")
@@ -77,13 +78,21 @@ def _strptime_regex(fmt: str) -> tuple[str, list[str]]:
         else:
             parts.append("\\" + ch if ch in _REGEX_SPECIAL else ch)
             i += 1
-    return f"^{_WS}*{''.join(parts)}{_WS}*\\z", fields
+    if not {"Y", "m", "d"} <= set(groups):
+        raise ValueError(f"strptime pattern {fmt!r} lacks a date")
+    g = {k: f"${n}" for k, n in groups.items()}
+    if {"H", "M", "S"} & set(groups):
+        repl = f"{g['Y']}-{g['m']}-{g['d']} {g.get('H', '0')}:{g.get('M', '0')}:{g.get('S', '0')}"
+        pattern = "y-M-d H:m:s"
+    else:
+        repl, pattern = f"{g['Y']}-{g['m']}-{g['d']}", "y-M-d"
+    return f"^{_WS}*{''.join(parts)}{_WS}*\\z", repl, pattern
 
 
 # DuckDB's non-strict string -> DATE cast (Date::TryConvertDate): leading whitespace, year digits, a
 # separator out of '-', '/', ' ', '\', 1-2 digit month, the same separator, 1-2 digit day, then anything
-# that does not start with a digit.
-_DATE_CAST_RE = r"^[ \t\n\x0B\f\r]*([0-9]++)([-/ \\])([0-9]{1,2}+)\2([0-9]{1,2}+)(?![0-9])"
+# that does not start with a digit. Years 1..9999 only (Spark's range; DuckDB also has 0, BC and 10000+).
+_DATE_CAST_RE = r"^[ \t\n\x0B\f\r]*0*+([1-9][0-9]{0,3}+)([-/ \\])([0-9]{1,2}+)\2([0-9]{1,2}+)(?![0-9])(?s:.*)\z"
 
 
 class SparkDialect(Dialect):
@@ -100,16 +109,11 @@ class SparkDialect(Dialect):
         return f"({expr} RLIKE {spark_str(rx)})"
 
     def _strptime(self, expr: str, fmt: str) -> str:
-        rx, fields = _strptime_regex(fmt)
+        rx, repl, pattern = _strptime_regex(fmt)
         lit = spark_str(rx)
-        grp = {spec: f"CAST(regexp_extract({expr}, {lit}, {n}) AS INT)" for n, spec in enumerate(fields, 1)}
-        for spec in ("Y", "m", "d"):
-            if spec not in grp:
-                raise ValueError(f"strptime format {fmt!r} lacks %{spec}")
-        h, mi, s = (grp.get(k, "0") for k in ("H", "M", "S"))
-        # Year 0 makes try_make_timestamp_ntz raise; second 60 would roll over (DuckDB rejects both).
-        guard = f"{expr} RLIKE {lit} AND {grp['Y']} >= 1" + (f" AND {s} < 60" if "S" in grp else "")
-        return f"(CASE WHEN {guard} THEN try_make_timestamp_ntz({grp['Y']}, {grp['m']}, {grp['d']}, {h}, {mi}, {s}) END)"
+        # Session time zone is UTC, so TIMESTAMP -> TIMESTAMP_NTZ keeps the wall-clock value.
+        return (f"(CASE WHEN {expr} RLIKE {lit} THEN CAST(try_to_timestamp(regexp_replace({expr}, {lit}, "
+                f"{spark_str(repl)}), {spark_str(pattern)}) AS TIMESTAMP_NTZ) END)")
 
     def parse_date(self, expr: str, fmt: str) -> str:
         return f"CAST({self._strptime(expr, fmt)} AS DATE)"
@@ -120,9 +124,8 @@ class SparkDialect(Dialect):
     def try_cast(self, expr: str, sql_type: str) -> str:
         if sql_type.strip().upper() == "DATE":
             lit = spark_str(_DATE_CAST_RE)
-            y, m, d = (f"TRY_CAST(regexp_extract({expr}, {lit}, {n}) AS BIGINT)" for n in (1, 3, 4))
-            return (f"(CASE WHEN {expr} RLIKE {lit} AND {y} BETWEEN 1 AND 9999 "
-                    f"THEN CAST(try_make_timestamp_ntz({y}, {m}, {d}, 0, 0, 0) AS DATE) END)")
+            return (f"(CASE WHEN {expr} RLIKE {lit} THEN CAST(try_to_timestamp(regexp_replace({expr}, {lit}, "
+                    f"'$1-$3-$4'), 'y-M-d') AS DATE) END)")
         return f"TRY_CAST({expr} AS {sql_type})"
 
     def array(self, items: Sequence[str]) -> str:
@@ -194,6 +197,7 @@ SQL_CONF = {
     "spark.sql.execution.arrow.useLargeVarTypes": "false",
     "spark.sql.parquet.inferTimestampNTZ.enabled": "true",
     "spark.sql.jsonGenerator.ignoreNullFields": "false",
+    "spark.sql.legacy.sizeOfNull": "false",  # size(NULL) is NULL, as DuckDB's len(NULL)
 }
 
 
@@ -266,70 +270,24 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(cols, schema=schema)
 
 
-def _ms_floor(v: datetime) -> datetime:
-    return v.replace(microsecond=v.microsecond // 1000 * 1000)
-
-
-def _stat_value(t: pa.DataType, v: Any, upper: bool) -> Any:
-    """A JSON value for Delta's minValues/maxValues, or None to leave the column out (always safe)."""
-    if v is None:
-        return None
-    if pa.types.is_integer(t):
-        return int(v)
-    if pa.types.is_floating(t):
-        return float(v) if math.isfinite(v) else None
-    if pa.types.is_date(t):
-        return v.isoformat()
-    if pa.types.is_timestamp(t) and t.tz is not None:
-        # Delta stores millisecond precision: round the lower bound down and the upper bound up.
-        w = _ms_floor(v)
-        if upper and w != v:
-            w += timedelta(milliseconds=1)
-        w = w.astimezone(timezone.utc)
-        return w.strftime("%Y-%m-%dT%H:%M:%S.") + f"{w.microsecond // 1000:03d}Z"
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return v if len(v) <= 32 else None
-    return None  # decimals, booleans, naive timestamps, binaries: no bounds (pruning stays correct)
-
-
 class FileStats:
-    """numRecords, nullCount and min/max of one Parquet file, accumulated batch by batch."""
+    """Delta file statistics of one Parquet file, accumulated batch by batch: row and null counts only,
+    like ``Lake.commit_files`` (min/max stay in the Parquet footers, so no reader skips a file on a wrong
+    bound)."""
 
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
         self.rows = 0
         self.nulls: dict[str, int] = {}
-        self.mins: dict[str, Any] = {}
-        self.maxs: dict[str, Any] = {}
 
     def update(self, batch: pa.RecordBatch) -> None:
         self.rows += batch.num_rows
         for f, col in zip(self.schema, batch.columns):
-            if pa.types.is_nested(f.type):
-                continue
-            self.nulls[f.name] = self.nulls.get(f.name, 0) + col.null_count
-            if col.null_count == len(col) or not (pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
-                                                   or pa.types.is_date(f.type) or pa.types.is_timestamp(f.type)
-                                                   or pa.types.is_string(f.type)):
-                continue
-            mm = pc.min_max(col).as_py()
-            lo, hi = mm["min"], mm["max"]
-            if lo is not None and (f.name not in self.mins or lo < self.mins[f.name]):
-                self.mins[f.name] = lo
-            if hi is not None and (f.name not in self.maxs or hi > self.maxs[f.name]):
-                self.maxs[f.name] = hi
+            if not pa.types.is_nested(f.type):
+                self.nulls[f.name] = self.nulls.get(f.name, 0) + col.null_count
 
     def json(self) -> str:
-        types = {f.name: f.type for f in self.schema}
-        mins = {k: _stat_value(types[k], v, False) for k, v in self.mins.items()}
-        maxs = {k: _stat_value(types[k], v, True) for k, v in self.maxs.items()}
-        keep = {k for k in mins if mins[k] is not None and maxs.get(k) is not None}
-        return json.dumps({
-            "numRecords": self.rows,
-            "minValues": {k: mins[k] for k in mins if k in keep},
-            "maxValues": {k: maxs[k] for k in maxs if k in keep},
-            "nullCount": self.nulls,
-        }, ensure_ascii=False)
+        return json.dumps({"numRecords": self.rows, "nullCount": self.nulls})
 
 
 _WRITTEN = "path string, size long, rows long, stats string, mtime long, part int"
@@ -480,40 +438,40 @@ class SparkEngine(Engine):
     # -- writes: parallel Parquet files, one delta-rs commit ------------------------------------
     def write_delta(self, layer: str, table: str, sql: str, *, mode: str = "append", predicate: str | None = None,
                     commit: Any = None, description: str | None = None) -> None:
+        """Executors write the result as Parquet files straight into the table directory (one file per
+        partition, in parallel); the driver commits them as one Delta transaction with delta-rs. A predicate
+        overwrite also rewrites the files holding matching rows without them and removes the originals in
+        the same commit. Object stores, schema evolution and empty results take the streaming path."""
         if mode not in ("append", "overwrite"):
             raise ValueError(f"unknown write mode: {mode}")
+        fallback = lambda: super(SparkEngine, self).write_delta(  # noqa: E731
+            layer, table, sql, mode=mode, predicate=predicate, commit=commit, description=description)
+        if not self.lake.settings.is_local:
+            return fallback()
         dt = self.lake.table(layer, table)
         df = self.spark.sql(sql)
         schema = self.arrow_schema(df)
-        same_schema = dt is not None and relax(pa.schema(dt.schema().to_arrow())).equals(schema)
-        if not self.lake.settings.is_local or (dt is not None and mode == "append" and not same_schema) or \
-                (dt is not None and predicate and not same_schema):
-            # Remote lakes, schema evolution on append and schema mismatches: delta-rs decides (stream).
-            return super().write_delta(layer, table, sql, mode=mode, predicate=predicate, commit=commit,
-                                       description=description)
-        from deltalake import Schema as DeltaSchema
-        from deltalake.transaction import AddAction, create_table_with_add_actions
-
-        uri = self.lake.uri(layer, table)
+        if dt is not None and (mode == "append" or predicate) and not relax(pa.schema(dt.schema().to_arrow())).equals(schema):
+            return fallback()  # delta-rs merges the schema (append) or refuses the write (predicate)
         removes: list[Any] = []
-        tx_mode = mode
         if dt is not None and mode == "overwrite" and predicate:
-            # Replace only the rows matching the predicate: rewrite the files holding such rows without
-            # them, and commit those files' removal with the new files (one append transaction).
             removes, kept = self._rows_outside(dt, predicate)
             if kept is not None:
                 df = df.unionByName(kept)
-            tx_mode = "append"
+        uri = self.lake.uri(layer, table)
         os.makedirs(uri, exist_ok=True)
-        written = df.mapInArrow(parquet_writer(uri, schema), _WRITTEN).collect()
-        adds = [AddAction(r["path"], r["size"], {}, r["mtime"], True, r["stats"])
-                for r in sorted(written, key=lambda r: r["part"])]
-        if dt is None:
-            create_table_with_add_actions(uri, DeltaSchema.from_arrow(schema), adds, mode="error",
-                                          description=description, storage_options=self.lake.storage_options,
-                                          commit_properties=commit)
+        written = sorted(df.mapInArrow(parquet_writer(uri, schema), _WRITTEN).collect(), key=lambda r: r["part"])
+        if not written and not removes:
+            return fallback()  # no file to commit: delta-rs records the schema / the empty overwrite
+        if dt is not None and predicate and mode == "overwrite":
+            from deltalake.transaction import AddAction
+
+            adds = [AddAction(r["path"], r["size"], {}, r["mtime"], True, r["stats"]) for r in written]
+            dt.create_write_transaction([*removes, *adds], "append", schema, commit_properties=commit)
         else:
-            dt.create_write_transaction([*removes, *adds], tx_mode, schema, commit_properties=commit)
+            self.lake.commit_files(layer, table, [r["path"] for r in written], mode=mode, commit=commit,
+                                   description=description)
+        self.lake.table(layer, table)  # a commit through a handle leaves it at its read version: catch up
 
     def _rows_outside(self, dt: Any, predicate: str) -> tuple[list[Any], Any]:
         """Remove actions for the snapshot files holding rows that match ``predicate`` and a DataFrame of

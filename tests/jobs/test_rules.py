@@ -120,6 +120,7 @@ def _std(ctx, dataset: str, field: str, raw: str | None):
     ("2021-03-05", date(2021, 3, 5)), ("2021/3/5", date(2021, 3, 5)), ("2021年3月5日", date(2021, 3, 5)),
     ("20210305", date(2021, 3, 5)), ("2021.03.05", date(2021, 3, 5)), ("２０２１－０３－０５", date(2021, 3, 5)),
     (" 2021-03-05 ", date(2021, 3, 5)), ("2021-02-30", None), ("2021-13-01", None), ("5/3/2021", None),
+    ("epoch", None), ("infinity", None),
 ])
 def test_date_standardization(ctx, raw: str, expected) -> None:
     assert _std(ctx, "market_entities", "establish_date", raw)[1] == expected
