@@ -143,7 +143,7 @@ def write_quarantine(ctx: Context, engine: Engine, cc: CompiledContract, dataset
     engine.drop("failed_ids")
 
 
-SLICE_ROWS = 1_000_000  # rows per batch and slice pulled from the engine at a time (bounds memory)
+SLICE_ROWS = 500_000  # rows per batch and slice pulled from the engine at a time (bounds memory)
 
 ACCOUNTING_SCHEMA = pa.schema([
     ("batch_id", pa.string()), ("bronze_rows", pa.int64()), ("silver_rows", pa.int64()), ("quarantined", pa.int64()),
