@@ -146,6 +146,21 @@ class CompiledContract:
         return [f"{k}_pid" if self.hidden(self.c.field(k)) else k for k in self.c.key]
 
     # -- rules ----------------------------------------------------------------------------------
+    def check_valid(self, check: str, s: str) -> tuple[str, str]:
+        """SQL that is TRUE when ``s`` passes the domain check, and what a failure means (Chinese)."""
+        d = self.d
+        checks = {
+            "cn_ric": (lambda: ric_valid(d, s), "不符合 GB 11643（格式、出生日期或校验码错误）"),
+            "cn_uscc": (lambda: uscc_valid(d, s), "不符合 GB 32100（字符集或校验码错误）"),
+            "gz_district": (lambda: _in_list(s, self.reg.code_list("gb2260_guangzhou").values),
+                            "不是广州市的区级行政区划代码（GB/T 2260）"),
+            "gb2260": (lambda: d.regex_full(s, PROVINCES + "[0-9]{4}"), "不是有效的 GB/T 2260 行政区划代码"),
+            "phone": (lambda: f"({d.regex_full(s, '1[3-9][0-9]{9}')} OR {d.regex_full(s, '0[0-9]{2,3}-?[0-9]{7,8}')})",
+                      "不是有效的电话号码"),
+        }
+        build, message = checks[check]
+        return build(), message
+
     def rules(self) -> list[Rule]:
         d = self.d
         out: list[Rule] = [Rule("row.ragged", None, "_raw IS NOT NULL", "该行列数与表头不符（原文保存在 _raw）")]
@@ -161,23 +176,9 @@ class CompiledContract:
             if f.check in ("cn_ric", "cn_uscc"):
                 out.append(Rule(f"{f.name}.excel_number", f.name, f"({s} LIKE '%E%' OR {s} LIKE '%e%') AND {d.regex_full(s, EXCEL_NUMBER)}",
                                 f"{label}疑似被 Excel 转成了数值（科学计数法），原值已丢失，须从源系统重新导出"))
-            if f.check == "cn_ric":
-                out.append(Rule(f"{f.name}.cn_ric", f.name, f"{s} IS NOT NULL AND NOT {ric_valid(d, s)}",
-                                f"{label}不符合 GB 11643（格式、出生日期或校验码错误）"))
-            elif f.check == "cn_uscc":
-                out.append(Rule(f"{f.name}.cn_uscc", f.name, f"{s} IS NOT NULL AND NOT {uscc_valid(d, s)}",
-                                f"{label}不符合 GB 32100（字符集或校验码错误）"))
-            elif f.check == "gz_district":
-                codes = self.reg.code_list("gb2260_guangzhou").values
-                out.append(Rule(f"{f.name}.gz_district", f.name, f"{s} IS NOT NULL AND NOT {_in_list(s, codes)}",
-                                f"{label}不是广州市的区级行政区划代码（GB/T 2260）"))
-            elif f.check == "gb2260":
-                out.append(Rule(f"{f.name}.gb2260", f.name, f"{s} IS NOT NULL AND NOT {d.regex_full(s, PROVINCES + '[0-9]{4}')}",
-                                f"{label}不是有效的 GB/T 2260 行政区划代码"))
-            elif f.check == "phone":
-                out.append(Rule(f"{f.name}.phone", f.name,
-                                f"{s} IS NOT NULL AND NOT ({d.regex_full(s, '1[3-9][0-9]{9}')} OR {d.regex_full(s, '0[0-9]{2,3}-?[0-9]{7,8}')})",
-                                f"{label}不是有效的电话号码"))
+            if f.check:
+                valid, message = self.check_valid(f.check, s)
+                out.append(Rule(f"{f.name}.{f.check}", f.name, f"{s} IS NOT NULL AND NOT {valid}", f"{label}{message}"))
             if f.codes:
                 values = self.reg.code_list(f.codes).values
                 out.append(Rule(f"{f.name}.codes", f.name, f"{s} IS NOT NULL AND NOT {_in_list(s, values)}",
