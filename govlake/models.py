@@ -50,8 +50,7 @@ class GoldModel:
         tree = sqlglot.parse_one(self.sql, read="duckdb")
         for t in tree.find_all(exp.Table):
             if t.db in ("silver", "gold"):
-                t.replace(exp.to_table(f"{t.db}__{t.name}").as_(t.alias_or_name) if not t.alias else
-                          exp.to_table(f"{t.db}__{t.name}").as_(t.alias))
+                t.replace(exp.to_table(f"{t.db}__{t.name}").as_(t.alias_or_name))
         return tree.sql(dialect=dialect)
 
 

@@ -66,13 +66,25 @@ class Dialect:
         return f"CAST(json_object({args}) AS VARCHAR)"
 
     def hmac_hex(self, expr: str, key: bytes) -> str:
-        """HMAC-SHA256 of a VARCHAR expression, as lowercase hex (RFC 2104, computed in SQL)."""
+        """HMAC-SHA256 of a text expression, as lowercase hex (RFC 2104, computed in SQL).
+
+        The construction is shared; dialects override only the byte primitives below.
+        """
         k = key if len(key) <= 64 else hashlib.sha256(key).digest()
         k = k.ljust(64, b"\0")
         ipad = bytes(b ^ 0x36 for b in k).hex()
         opad = bytes(b ^ 0x5C for b in k).hex()
-        inner = f"unhex(sha256(unhex('{ipad}') || encode({expr})))"
-        return f"sha256(unhex('{opad}') || {inner})"
+        inner_hash = self.sha256_hex(self.concat_bytes(f"unhex('{ipad}')", self.utf8_bytes(expr)))
+        return self.sha256_hex(self.concat_bytes(f"unhex('{opad}')", f"unhex({inner_hash})"))
+
+    def sha256_hex(self, bytes_expr: str) -> str:
+        return f"sha256({bytes_expr})"
+
+    def utf8_bytes(self, expr: str) -> str:
+        return f"encode({expr})"
+
+    def concat_bytes(self, a: str, b: str) -> str:
+        return f"({a} || {b})"
 
     def digit_dot(self, expr: str, weights: Sequence[int]) -> str:
         """Sum of digit_i * weight_i over the first len(weights) characters (which must be digits).

@@ -141,15 +141,14 @@ class SparkDialect(Dialect):
         args = ", ".join(f"{spark_str(k)}, {v}" for k, v in pairs)
         return f"to_json(named_struct({args}), map('ignoreNullFields', 'false'))"
 
-    def hmac_hex(self, expr: str, key: bytes) -> str:
-        import hashlib
+    def sha256_hex(self, bytes_expr: str) -> str:
+        return f"sha2({bytes_expr}, 256)"
 
-        k = key if len(key) <= 64 else hashlib.sha256(key).digest()
-        k = k.ljust(64, b"\0")
-        ipad = bytes(b ^ 0x36 for b in k).hex()
-        opad = bytes(b ^ 0x5C for b in k).hex()
-        inner = f"unhex(sha2(concat(unhex('{ipad}'), encode({expr}, 'UTF-8')), 256))"
-        return f"sha2(concat(unhex('{opad}'), {inner}), 256)"
+    def utf8_bytes(self, expr: str) -> str:
+        return f"encode({expr}, 'UTF-8')"
+
+    def concat_bytes(self, a: str, b: str) -> str:
+        return f"concat({a}, {b})"
 
     def digit_dot(self, expr: str, weights: Sequence[int]) -> str:
         w = ", ".join(f"CAST({x} AS BIGINT)" for x in weights)

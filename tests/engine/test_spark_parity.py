@@ -143,20 +143,20 @@ def env():
         yield
 
 
-@pytest.fixture(scope="module")
-def spark_engine(env, tmp_path_factory):
-    ctx = Context.from_env(str(tmp_path_factory.mktemp("spark-unit") / "lake"))
-    eng = ctx.engine("spark")
+def _engine_on_fresh_lake(tmp_path_factory, kind: str):
+    eng = Context.from_env(str(tmp_path_factory.mktemp(f"{kind}-unit") / "lake")).engine(kind)
     yield eng
     eng.close()
+
+
+@pytest.fixture(scope="module")
+def spark_engine(env, tmp_path_factory):
+    yield from _engine_on_fresh_lake(tmp_path_factory, "spark")
 
 
 @pytest.fixture(scope="module")
 def duck_engine(env, tmp_path_factory):
-    ctx = Context.from_env(str(tmp_path_factory.mktemp("duck-unit") / "lake"))
-    eng = ctx.engine("duckdb")
-    yield eng
-    eng.close()
+    yield from _engine_on_fresh_lake(tmp_path_factory, "duckdb")
 
 
 @pytest.fixture(scope="module")
