@@ -76,16 +76,19 @@ def generate(out_dir: Path, rows: int, seed: int, datasets: tuple[str, ...], for
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--node", required=True, help="Delivering node code, e.g. gaj or 440106.")
 @click.option("--dataset", required=True, help="Dataset name, e.g. hukou_population.")
+@click.option("--delivered-on", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Delivery date (default: the YYYYMMDD in the file name, else today); timeliness is judged on it.")
 @lake_option
 @friendly
-def ingest(paths: tuple[Path, ...], node: str, dataset: str, lake: str | None) -> None:
+def ingest(paths: tuple[Path, ...], node: str, dataset: str, delivered_on, lake: str | None) -> None:
     """Ingest delivered files into bronze (whole file or nothing)."""
     from govlake.jobs.ingest import ingest as run_ingest
     from govlake.progress import row_progress
 
     ctx = make_context(lake)
     with row_progress(f"导入 {dataset}") as advance:
-        results = run_ingest(ctx, list(paths), node, dataset, progress=advance)
+        results = run_ingest(ctx, list(paths), node, dataset, progress=advance,
+                             delivered_on=delivered_on.date() if delivered_on else None)
     refused = 0
     for r in results:
         if r.status == "ingested":
@@ -180,6 +183,30 @@ def bench(rows: str, workdir: Path | None, keep: bool) -> None:
     from govlake.jobs.bench import run_bench
 
     run_bench([int(r.replace("_", "")) for r in rows.split(",") if r], workdir=workdir, keep=keep)
+
+
+@main.group()
+def quality() -> None:
+    """Expectation suites, quality scores and the stewards' report."""
+
+
+@quality.command("suites")
+@click.option("--check", is_flag=True, help="Only check that expectations/*.json are up to date (exit 1 if not).")
+@friendly
+def quality_suites(check: bool) -> None:
+    """Write the GX suites (contract rules + defaults + hand-written rules) to expectations/<layer>/<name>.json."""
+    from govlake.jobs.suites import stale_suites, write_all
+
+    ctx = make_context(None)
+    if check:
+        stale = stale_suites(ctx)
+        if stale:
+            err_console.print(f"[red]以下套件与其来源不一致：{'、'.join(stale)}[/]\n处理建议：运行 govlake quality suites 重新生成并提交")
+            sys.exit(1)
+        console.print("期望套件均为最新。")
+        return
+    paths = write_all(ctx)
+    console.print(f"已写出 {len(paths)} 个期望套件 → {ctx.settings.expectations_dir}")
 
 
 if __name__ == "__main__":  # pragma: no cover

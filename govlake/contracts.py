@@ -69,6 +69,10 @@ class Catalog:
     share_condition: str | None = None
 
 
+# Days per declared 更新周期 (GB/T 21063 catalogue update cycles); timeliness and the generator use it.
+CYCLE_DAYS = {"实时": 1, "每日": 1, "每周": 7, "每月": 30, "每季度": 91, "每半年": 182, "每年": 365}
+
+
 @dataclass(frozen=True)
 class Contract:
     dataset: str

@@ -1,4 +1,5 @@
-"""The governance registries in catalog/: the 1+11+N nodes and the code lists (GB/T 2260 and others).
+"""The governance registries in catalog/: the 1+11+N nodes, the code lists (GB/T 2260 and others) and the
+shared data items with their authoritative source (一数一源).
 
 Registries are cross-checked against the contracts when loaded, so a contract naming an unknown node or
 code list fails at load time with the file that is wrong, not in the middle of a run.
@@ -6,7 +7,7 @@ code list fails at load time with the file that is wrong, not in the middle of a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -57,10 +58,42 @@ class CodeList:
 
 
 @dataclass(frozen=True)
+class ItemSource:
+    dataset: str
+    key: str
+    field: str
+
+
+@dataclass(frozen=True)
+class DataItem:
+    """A data item several nodes deliver (一数多源) and the rule naming its one authoritative source."""
+
+    item: str
+    title: str
+    subject: str
+    sources: tuple[ItemSource, ...]
+    basis: str = ""
+    authority: str | None = None  # a node code, or None when decided per subject key
+    authority_by_key_prefix: tuple[tuple[str, str], ...] = ()
+    authority_default: str | None = None
+
+    @property
+    def has_authority(self) -> bool:
+        return bool(self.authority or self.authority_default)
+
+    def authority_for(self, key: str) -> str | None:
+        for prefix, node in self.authority_by_key_prefix:
+            if key.startswith(prefix):
+                return node
+        return self.authority or self.authority_default
+
+
+@dataclass(frozen=True)
 class Registry:
     nodes: dict[str, Node]
     code_lists: dict[str, CodeList]
     contracts: dict[str, Contract]
+    data_items: dict[str, DataItem] = field(default_factory=dict)
 
     @property
     def districts(self) -> list[Node]:
@@ -147,7 +180,46 @@ def _load_registry(catalog_dir: str, schemas_dir: str) -> Registry:
                     where=f"{where} → fields.{f.name}.codes",
                     hint=did_you_mean(f.codes, set(code_lists)) or "在 catalog/codes/ 下新增代码表",
                 )
-    return Registry(nodes=nodes, code_lists=code_lists, contracts=contracts)
+    items = _load_data_items(cat / "data_items.yaml", nodes, contracts)
+    return Registry(nodes=nodes, code_lists=code_lists, contracts=contracts, data_items=items)
+
+
+def _load_data_items(path: Path, nodes: dict[str, Node], contracts: dict[str, Contract]) -> dict[str, DataItem]:
+    if not path.exists():
+        return {}
+    doc = _read(path)
+    subjects = doc.get("subjects") or {}
+    out: dict[str, DataItem] = {}
+    for i, raw in enumerate(doc.get("items") or []):
+        where = f"{path} → items.{i}"
+        missing = {"item", "title", "subject", "sources"} - set(raw)
+        if missing:
+            raise ConfigError(f"数据项缺少 {sorted(missing)}", where=where)
+        if raw["subject"] not in subjects:
+            raise ConfigError(f"未知主体 {raw['subject']}", where=where, hint=did_you_mean(raw["subject"], set(subjects)))
+        sources = []
+        for j, src in enumerate(raw["sources"]):
+            ds = src.get("dataset")
+            if ds not in contracts:
+                raise ConfigError(f"未知数据集 {ds}", where=f"{where}.sources.{j}", hint=did_you_mean(str(ds), set(contracts)))
+            names = contracts[ds].field_names
+            for k in ("key", "field"):
+                if src.get(k) not in names:
+                    raise ConfigError(f"数据集 {ds} 没有字段 {src.get(k)}", where=f"{where}.sources.{j}.{k}",
+                                      hint=did_you_mean(str(src.get(k)), names))
+            sources.append(ItemSource(ds, src["key"], src["field"]))
+        auth = raw.get("authority")
+        by_prefix: tuple[tuple[str, str], ...] = ()
+        default = None
+        if isinstance(auth, dict):
+            by_prefix = tuple((str(k), str(v)) for k, v in (auth.get("by_key_prefix") or {}).items())
+            default, auth = auth.get("default"), None
+        for code in [auth, default, *(v for _, v in by_prefix)]:
+            if code is not None and code not in nodes:
+                raise ConfigError(f"权威来源 {code} 不是已登记的节点", where=f"{where}.authority", hint=did_you_mean(code, set(nodes)))
+        out[raw["item"]] = DataItem(raw["item"], raw["title"], raw["subject"], tuple(sources), raw.get("basis", ""),
+                                    auth, by_prefix, default)
+    return out
 
 
 def load_registry(catalog_dir: Path, schemas_dir: Path) -> Registry:

@@ -10,6 +10,8 @@ the figures are kept in ``meta.conform_batches``. Each run touches only batches 
 from __future__ import annotations
 
 import hashlib
+import json
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -19,11 +21,12 @@ import pyarrow.compute as pc
 from govlake.context import Context
 from govlake.engine.base import Engine, sql_str
 from govlake.jobs.ingest import BATCHES
-from govlake.jobs.rules import CompiledContract
+from govlake.jobs.rules import CompiledContract, ri_view
+from govlake.jobs.suites import Check, Suite, silver_suite
+from govlake.jobs.validate import Outcome, audit_batches, batch_log, write_results
 from govlake.security import pseudonym_key
 
 ACCOUNTING = "conform_batches"
-RULE_RESULTS = "rule_results"
 
 
 @dataclass
@@ -36,6 +39,7 @@ class ConformResult:
     superseded: int = 0
     warned: int = 0
     resolved: int = 0
+    held: list[str] = field(default_factory=list)
 
     @property
     def balanced(self) -> bool:
@@ -56,7 +60,9 @@ def pending_batches(ctx: Context, dataset: str) -> list[str]:
     return [r["batch_id"] for r in rows if r["batch_id"] not in done]
 
 
-def conform(ctx: Context, engine: Engine, dataset: str) -> ConformResult:
+def conform(ctx: Context, engine: Engine, dataset: str, *, rules: bool = True, run_id: str | None = None) -> ConformResult:
+    """Conform the pending batches of one dataset. ``rules=False`` skips every expectation (typing and
+    pseudonymization still happen): only the quality benchmark uses it, as the baseline."""
     contract = ctx.contract(dataset)
     result = ConformResult(dataset=dataset)
     batches = pending_batches(ctx, dataset)
@@ -64,12 +70,20 @@ def conform(ctx: Context, engine: Engine, dataset: str) -> ConformResult:
         return result
     result.batches = batches
     d = engine.dialect
-    cc = CompiledContract(contract, ctx.registry, d, pseudonym_key(ctx.settings))
+    suite = silver_suite(ctx, dataset) if rules else Suite(f"silver.{dataset}", (), "")
     in_batches = f"_batch_id IN ({', '.join(sql_str(b) for b in batches)})"
     engine.register_delta("bronze_src", "bronze", dataset)
     engine.execute(f"CREATE OR REPLACE TEMP VIEW pending AS SELECT * FROM bronze_src WHERE {in_batches}")
-    run_id = hashlib.sha256("|".join(batches).encode()).hexdigest()[:16]
+    suite, unchecked = register_references(ctx, engine, suite)
+    cc = CompiledContract(contract, ctx.registry, d, pseudonym_key(ctx.settings), suite)
+    batch_key = hashlib.sha256("|".join(batches).encode()).hexdigest()[:16]
+    run_id = run_id or batch_key
     commit = ctx.lake.commit(job="conform", run_id=run_id, batches=batches)
+
+    # Audit before publishing: fatal rules per batch; a held batch goes to quarantine whole.
+    audit = audit_batches(ctx, engine, cc, suite, batches)
+    held = audit.held()
+    result.held = sorted(held)
 
     # Keys delivered more than once in these batches: only their rows need ranking.
     key_std = ", ".join(f"{cc.std(contract.field(k), d.ident(k))} AS k{i}" for i, k in enumerate(contract.key))
@@ -81,8 +95,9 @@ def conform(ctx: Context, engine: Engine, dataset: str) -> ConformResult:
     if dup_count:
         match = " AND ".join(f"dk.k{i} = c.s__{k}" for i, k in enumerate(contract.key))
         dup_flag = f"EXISTS (SELECT 1 FROM dup_keys dk WHERE {match})"
+    held_flag = f"CASE WHEN _batch_id IN ({', '.join(map(sql_str, held))}) THEN 1 ELSE 0 END" if held else "0"
     stream_sql = cc.silver_select(
-        f"(SELECT *, {d.array_len('_failures')} AS _nfail, {dup_flag} AS _dup FROM ({cc.conform_sql('pending')}) c) r",
+        f"(SELECT *, {d.array_len('_failures')} + {held_flag} AS _nfail, {dup_flag} AS _dup FROM ({cc.conform_sql('pending')}) c) r",
         extra=["_nfail", "_dup", "_failures"],
     )
     split = StreamSplit(engine, stream_sql, cc)
@@ -98,12 +113,14 @@ def conform(ctx: Context, engine: Engine, dataset: str) -> ConformResult:
     if fails.num_rows == 0 and ctx.lake.exists("quarantine", dataset):
         fails = None  # nothing failed and the table exists: no quarantine write at all
     if fails is not None:
-        write_quarantine(ctx, engine, cc, dataset, fails, in_batches, commit)
+        write_quarantine(ctx, engine, cc, dataset, fails, in_batches, commit, held)
     result.resolved = resolve_quarantine(ctx, engine, cc, dataset)
 
-    # The books, per batch; written last so a crash before here re-runs the batches idempotently.
+    # The validation record and the books, per batch; written last so a crash re-runs the batches idempotently.
     now = datetime.now(timezone.utc)
-    rows = [dict(batch_id=b, bronze_rows=0, silver_rows=0, quarantined=0, superseded=0, warned=0) for b in batches]
+    rows = [dict(batch_id=b, bronze_rows=0, silver_rows=0, quarantined=0, superseded=0, warned=0, repeats=0,
+                 status="held" if b in held else "published", held_by=json.dumps(held.get(b, []), ensure_ascii=False))
+            for b in batches]
     by_id = {r["batch_id"]: r for r in rows}
     for bid, counts in split.counts.items():
         for k, v in counts.items():
@@ -112,31 +129,81 @@ def conform(ctx: Context, engine: Engine, dataset: str) -> ConformResult:
         [{**r, "dataset": dataset, "run_id": run_id, "engine": engine.name, "conformed_at": now} for r in rows],
         schema=ACCOUNTING_SCHEMA,
     )
-    rule_counts = split.rule_counts(dataset, run_id)
-    if rule_counts.num_rows:
-        if ctx.lake.exists("meta", RULE_RESULTS):
-            ctx.lake.overwrite("meta", RULE_RESULTS, rule_counts,
-                               predicate=f"dataset = {sql_str(dataset)} AND {in_batches.replace('_batch_id', 'batch_id')}")
-        else:
-            ctx.lake.append("meta", RULE_RESULTS, rule_counts)
-    ctx.lake.append("meta", ACCOUNTING, acc, commit=ctx.lake.commit(f"govlake-conform-{dataset}-{run_id}"))
+    if rules:
+        nodes = {r["batch_id"]: r["node"] for r in batch_log(ctx, dataset)}
+        outcomes = row_outcomes(cc, split, batches, unchecked)
+        results = [o.row(run_id=run_id, layer="silver", suite=suite.name, dataset=dataset, batch_id=b, node=nodes.get(b))
+                   for b in batches for o in outcomes.get(b, []) + audit.outcomes.get(b, [])]
+        write_results(ctx, results, replace=f"dataset = {sql_str(dataset)} AND layer = 'silver' AND "
+                                             f"{in_batches.replace('_batch_id', 'batch_id')}")
+    ctx.lake.append("meta", ACCOUNTING, acc, commit=ctx.lake.commit(f"govlake-conform-{dataset}-{batch_key}"))
     for r in rows:
         result.bronze_rows += r["bronze_rows"]
         result.silver_rows += r["silver_rows"]
         result.quarantined += r["quarantined"]
         result.superseded += r["superseded"]
         result.warned += r["warned"]
-    for view in ("dup_keys", "pending", "bronze_src"):
+    for view in ("dup_keys", "pending", "bronze_src", *(ri_view(c) for c in suite.row_checks()
+                                                       if c.type == "expect_column_values_to_exist_in_dataset")):
         engine.drop(view)
     return result
 
 
+def register_references(ctx: Context, engine: Engine, suite: Suite) -> tuple[Suite, list[Check]]:
+    """Register the referenced keys of every existence check; checks whose referenced data is not in
+    silver yet are left out of this run (returned, so the record says they were not evaluated)."""
+    keep, unchecked = [], []
+    for c in suite.checks:
+        if c.type != "expect_column_values_to_exist_in_dataset":
+            keep.append(c)
+            continue
+        parts = []
+        for ref in c.kwargs["datasets"]:
+            ds, col = ref.split(".", 1)
+            if not ctx.lake.exists("silver", ds):
+                continue
+            f = ctx.contract(ds).field(col)
+            column = f"{col}_pid" if f.is_pii and f.mask is not None else col
+            view = f"ref_{ds}"
+            engine.register_delta(view, "silver", ds)
+            parts.append(f"SELECT CAST({engine.dialect.ident(column)} AS {engine.dialect.varchar()}) AS v FROM {view}")
+        if not parts:
+            unchecked.append(c)
+            continue
+        engine.materialize(ri_view(c), " UNION ".join(parts))
+        keep.append(c)
+    return Suite(suite.name, tuple(keep), suite.digest), unchecked
+
+
+def row_outcomes(cc: CompiledContract, split: "StreamSplit", batches: list[str], unchecked: list[Check]) -> dict[str, list]:
+    """Per batch, the outcome of every error and warn row rule (counts gathered while the rows streamed)."""
+    counts = split.rule_totals()
+    out: dict[str, list] = {}
+    for b in batches:
+        n = split.counts.get(b, {}).get("bronze_rows", 0)
+        lst = []
+        for ck in cc.suite.row_checks(("error", "warn")):
+            lst.append(Outcome(ck, n, counts.get((b, ck.rule), 0)))
+        for ck in unchecked:
+            lst.append(Outcome(ck, n, 0, "引用的数据集尚无标准层数据，本次未校验", evaluated=False))
+        out[b] = lst
+    return out
+
+
 def write_quarantine(ctx: Context, engine: Engine, cc: CompiledContract, dataset: str, fails: pa.Table,
-                     in_batches: str, commit: object) -> None:
-    """Quarantine the failing rows, recomputed with their delivered record; replaces an earlier attempt's rows."""
+                     in_batches: str, commit: object, held: dict[str, list[str]] | None = None) -> None:
+    """Quarantine the failing rows, recomputed with their delivered record; replaces an earlier attempt's rows.
+
+    Rows of a held batch carry the batch's fatal rules (``batch:<rule>``) besides their own failures."""
+    d = engine.dialect
     engine.register_arrow("failed_ids", fails)
     q_src = "(SELECT p.* FROM pending p JOIN failed_ids f ON p._batch_id = f._batch_id AND p._row_number = f._row_number)"
-    q_sql = cc.quarantine_select(f"({cc.conform_sql(q_src)}) r", "pending")
+    failures = "_failures"
+    if held:
+        whens = " ".join(f"WHEN r._batch_id = {sql_str(b)} THEN {d.array([sql_str('batch:' + r) for r in rules])}"
+                         for b, rules in held.items())
+        failures = d.array_concat("_failures", f"CASE {whens} ELSE {d.array([])} END")
+    q_sql = cc.quarantine_select(f"({cc.conform_sql(q_src)}) r", "pending", failures)
     engine.write_delta("quarantine", dataset, q_sql, mode="overwrite",
                        predicate=in_batches if ctx.lake.exists("quarantine", dataset) else None, commit=commit,
                        description=f"{cc.c.title}（隔离区：未通过校验的行及其全部失败规则）")
@@ -147,8 +214,9 @@ SLICE_ROWS = 500_000  # rows per batch and slice pulled from the engine at a tim
 
 ACCOUNTING_SCHEMA = pa.schema([
     ("batch_id", pa.string()), ("bronze_rows", pa.int64()), ("silver_rows", pa.int64()), ("quarantined", pa.int64()),
-    ("superseded", pa.int64()), ("warned", pa.int64()), ("dataset", pa.string()), ("run_id", pa.string()),
-    ("engine", pa.string()), ("conformed_at", pa.timestamp("us", tz="UTC")),
+    ("superseded", pa.int64()), ("warned", pa.int64()), ("repeats", pa.int64()), ("status", pa.string()), ("held_by", pa.string()),
+    ("dataset", pa.string()), ("run_id", pa.string()), ("engine", pa.string()),
+    ("conformed_at", pa.timestamp("us", tz="UTC")),
 ])
 
 
@@ -165,6 +233,7 @@ class StreamSplit:
         self.counts: dict[str, dict[str, int]] = {}
         self._failed: list[pa.RecordBatch] = []
         self._dups: list[pa.RecordBatch] = []
+        self._warn_counts: Counter[tuple[str, str]] = Counter()
         self.schema: pa.Schema | None = None
 
     def _count(self, batch_ids: pa.Array, field: str) -> None:
@@ -172,7 +241,7 @@ class StreamSplit:
             return
         vc = pc.value_counts(batch_ids)
         for item in vc.to_pylist():
-            c = self.counts.setdefault(item["values"], dict(bronze_rows=0, silver_rows=0, quarantined=0, superseded=0, warned=0))
+            c = self.counts.setdefault(item["values"], dict(bronze_rows=0, silver_rows=0, quarantined=0, superseded=0, warned=0, repeats=0))
             c[field] += item["counts"]
 
     def _batches(self):
@@ -195,7 +264,9 @@ class StreamSplit:
                 b = b.filter(pc.invert(dup))
             b = b.select(out_schema.names)
             self._count(b.column("_batch_id"), "silver_rows")
-            self._count(b.filter(pc.greater(pc.list_value_length(b.column("_warnings")), 0)).column("_batch_id"), "warned")
+            warned = b.filter(pc.greater(pc.list_value_length(b.column("_warnings")), 0))
+            self._count(warned.column("_batch_id"), "warned")
+            self._warn_counts.update(_flat_counts(warned.column("_batch_id"), warned.column("_warnings")))
             yield b
         if self._dups:
             winners = self._rank_dups(pa.Table.from_batches(self._dups))
@@ -212,12 +283,15 @@ class StreamSplit:
         con.register("dups", dups)
         ranked = con.execute(
             f"SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY _ingested_at DESC, _batch_id DESC, "
-            f"_row_number DESC) AS _r FROM dups"
+            f"_row_number DESC) AS _r, row_number() OVER (PARTITION BY {keys}, _batch_id ORDER BY _row_number DESC) AS _rb "
+            f"FROM dups"
         ).to_arrow_table()
         con.close()
         win = pc.equal(ranked.column("_r"), 1)
         self._count(ranked.filter(pc.invert(win)).column("_batch_id"), "superseded")
-        return ranked.filter(win).drop_columns(["_r"])
+        # Of those, repeats of a key inside one delivery (a uniqueness defect, unlike a later update).
+        self._count(ranked.filter(pc.greater(ranked.column("_rb"), 1)).column("_batch_id"), "repeats")
+        return ranked.filter(win).drop_columns(["_r", "_rb"])
 
     def reader(self) -> pa.RecordBatchReader:
         gen = self._batches()
@@ -229,15 +303,24 @@ class StreamSplit:
             return pa.table({"_batch_id": pa.array([], pa.string()), "_row_number": pa.array([], pa.int64())})
         return pa.Table.from_batches(self._failed).select(["_batch_id", "_row_number"])
 
-    def rule_counts(self, dataset: str, run_id: str) -> pa.Table:
-        if not self._failed:
-            return pa.table({})
-        t = pa.Table.from_batches(self._failed)
-        flat = pa.table({"batch_id": pc.list_parent_indices(t.column("_failures")), "rule": pc.list_flatten(t.column("_failures"))})
-        flat = flat.set_column(0, "batch_id", pc.take(t.column("_batch_id"), flat.column("batch_id")))
-        g = flat.group_by(["batch_id", "rule"]).aggregate([("rule", "count")]).rename_columns(["batch_id", "rule", "failed_rows"])
-        n = g.num_rows
-        return g.append_column("dataset", pa.array([dataset] * n, pa.string())).append_column("run_id", pa.array([run_id] * n, pa.string()))
+    def rule_totals(self) -> Counter[tuple[str, str]]:
+        """(batch, rule) -> rows failing (error rules) or warned (warn rules)."""
+        out = Counter(self._warn_counts)
+        if self._failed:
+            t = pa.Table.from_batches(self._failed)
+            out.update(_flat_counts(t.column("_batch_id"), t.column("_failures")))
+        return out
+
+
+def _flat_counts(batch_ids: pa.ChunkedArray, lists: pa.ChunkedArray) -> Counter[tuple[str, str]]:
+    if len(batch_ids) == 0:
+        return Counter()
+    lists = lists.combine_chunks() if isinstance(lists, pa.ChunkedArray) else lists
+    ids = batch_ids.combine_chunks() if isinstance(batch_ids, pa.ChunkedArray) else batch_ids
+    flat = pa.table({"b": pc.take(ids, pc.list_parent_indices(lists)), "r": pc.list_flatten(lists)})
+    g = flat.group_by(["b", "r"]).aggregate([("r", "count")])
+    return Counter({(b, r): n for b, r, n in zip(g.column("b").to_pylist(), g.column("r").to_pylist(),
+                                                   g.column("r_count").to_pylist())})
 
 
 def resolve_quarantine(ctx: Context, engine: Engine, cc: CompiledContract, dataset: str) -> int:

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from govlake.contracts import Contract, normalize_header
+from govlake.contracts import CYCLE_DAYS, Contract, normalize_header
 from govlake.errors import RegistryError, did_you_mean
 from govlake.identifiers import RIC_CHECK, USCC_ALPHABET, ric_check_char
 from govlake.jobs.synth import (
@@ -77,7 +77,6 @@ CHUNK_ROWS = 500_000
 MIN_ROWS = 8              # every dataset x node gets at least this many rows
 REFUSED_ROWS = 40
 UPDATES = {"实时": 3, "每日": 3, "每周": 2, "每月": 2, "每季度": 1, "每半年": 1, "每年": 1}
-CYCLE_DAYS = {"实时": 1, "每日": 1, "每周": 7, "每月": 30, "每季度": 91, "每半年": 182, "每年": 365}
 FORMAT_MIX = (("csv", "utf-8", False), ("csv", "gb18030", False), ("xlsx", None, False), ("csv", "utf-8", True),
               ("parquet", None, False), ("jsonl", None, False), ("csv", "gb18030", False), ("xlsx", None, False),
               ("csv", "utf-8", False), ("parquet", None, False))

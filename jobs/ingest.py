@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,6 +22,7 @@ from govlake.context import Context
 from govlake.errors import DeliveryRefused, GovlakeError, RegistryError
 from govlake.jobs.readers import open_delivery, output_schema, peek
 
+SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")  # the city's calendar day (no DST in China)
 BATCHES = "ingest_batches"  # meta.ingest_batches: one row per delivered file, accepted or refused
 
 META_COLUMNS = [
@@ -72,6 +74,7 @@ def _batch_log_row(**kw: object) -> pa.Table:
         ("rows", pa.int64()), ("ragged_rows", pa.int64()), ("skipped_lines", pa.string()), ("header_map", pa.string()),
         ("unknown_headers", pa.string()), ("missing_fields", pa.string()), ("status", pa.string()),
         ("message", pa.string()), ("ingested_at", pa.timestamp("us", tz="UTC")), ("bronze_version", pa.int64()),
+        ("delivered_on", pa.date32()),
     ])
     return pa.Table.from_pylist([{k: kw.get(k) for k in schema.names}], schema=schema)
 
@@ -106,12 +109,30 @@ def remember_batch(ctx: Context, dataset: str, node: str, digest: str, rows: int
         _INDEX[dt.table_uri] = (dt.version(), cached[1])
 
 
+_DELIVERY_DATE = re.compile(r"(?:^|__)(\d{8})(?:__|\.|-|$)")
+
+
+def delivery_date(path: Path, given: date | None, now: datetime) -> date:
+    """The day the node delivered the file: given explicitly, else the ``<YYYYMMDD>`` of the naming
+    convention ``<dataset>__<node>__<YYYYMMDD>__<seq>.<ext>``, else today (timeliness is judged on it)."""
+    if given is not None:
+        return given
+    m = _DELIVERY_DATE.search(path.name)
+    if m:
+        try:
+            return datetime.strptime(m.group(1), "%Y%m%d").date()
+        except ValueError:
+            pass
+    return now.astimezone(SHANGHAI).date()
+
+
 def ingest_file(ctx: Context, path: Path, node: str, dataset: str,
-                progress: Callable[[int], None] | None = None) -> IngestResult:
+                progress: Callable[[int], None] | None = None, delivered_on: date | None = None) -> IngestResult:
     """Ingest one file; never raises for a bad file (the result says refused), only for lake failures."""
     contract = ctx.contract(dataset)
     result = IngestResult(file=str(path), dataset=dataset, node=node, status="refused")
     now = datetime.now(timezone.utc)
+    delivered = delivery_date(path, delivered_on, now)
     try:
         if not path.is_file():
             raise DeliveryRefused("文件不存在或不可读", where=str(path), hint="检查路径与权限")
@@ -141,6 +162,7 @@ def ingest_file(ctx: Context, path: Path, node: str, dataset: str,
             ctx.lake.append("meta", BATCHES, _batch_log_row(
                 batch_id=batch_id, dataset=dataset, node=node, source_file=str(path), content_hash=digest,
                 size_bytes=size, rows=t.num_rows, status="ingested", message="recovered batch log", ingested_at=now,
+                delivered_on=delivered,
             ))
             return result
         info, stream = open_delivery(path, contract)
@@ -169,7 +191,7 @@ def ingest_file(ctx: Context, path: Path, node: str, dataset: str,
         ctx.lake.append("meta", BATCHES, _batch_log_row(
             batch_id=batch_id, dataset=dataset, node=node, source_file=str(path), content_hash=digest,
             format=info.format if info else None, size_bytes=size, rows=0, status="refused",
-            message=exc.message, ingested_at=now,
+            message=exc.message, ingested_at=now, delivered_on=delivered,
         ))
         return result
     version = ctx.lake.table("bronze", dataset).version()
@@ -181,7 +203,7 @@ def ingest_file(ctx: Context, path: Path, node: str, dataset: str,
         header_map=json.dumps(hdr.as_dict() if hdr else {}, ensure_ascii=False),
         unknown_headers=json.dumps(hdr.extra if hdr else [], ensure_ascii=False),
         missing_fields=json.dumps(hdr.missing if hdr else [], ensure_ascii=False),
-        status="ingested", message="", ingested_at=now, bronze_version=version,
+        status="ingested", message="", ingested_at=now, bronze_version=version, delivered_on=delivered,
     ), commit=ctx.lake.commit(f"govlake-batchlog-{batch_id}"))
     remember_batch(ctx, dataset, node, digest, counted["rows"], now)
     result.status, result.rows, result.ragged_rows = "ingested", counted["rows"], info.ragged_rows
@@ -195,7 +217,7 @@ def ingest_file(ctx: Context, path: Path, node: str, dataset: str,
 
 
 def ingest(ctx: Context, paths: list[Path], node: str, dataset: str,
-           progress: Callable[[int], None] | None = None) -> list[IngestResult]:
+           progress: Callable[[int], None] | None = None, delivered_on: date | None = None) -> list[IngestResult]:
     """Ingest several files for one node and dataset; each file is its own transaction."""
     contract = ctx.contract(dataset)
     ctx.registry.node(node)
@@ -206,7 +228,7 @@ def ingest(ctx: Context, paths: list[Path], node: str, dataset: str,
             f"节点 {ctx.registry.node(node).label} 不是数据集 {dataset}（{contract.title}）的报送节点",
             hint=f"该数据集由 {owners} 报送；如职责有变化，请更新契约 {contract.path.name if contract.path else ''} 的 delivered_by",
         )
-    return [ingest_file(ctx, Path(p), node, dataset, progress) for p in paths]
+    return [ingest_file(ctx, Path(p), node, dataset, progress, delivered_on) for p in paths]
 
 
 def summary_dict(r: IngestResult) -> dict:

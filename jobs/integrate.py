@@ -8,30 +8,23 @@ every gold version can be traced to the exact silver versions it was computed fr
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from govlake.context import Context
 from govlake.engine.base import Engine
+from govlake.jobs.rules import compile_check
+from govlake.jobs.suites import Suite, gold_suite
+from govlake.jobs.validate import Outcome, write_results
 from govlake.models import GoldModel, build_order, load_models
 
 
 @dataclass
 class GoldResult:
     table: str
-    status: str  # built | unchanged | waiting
+    status: str  # built | unchanged | waiting | blocked
     rows: int = 0
     message: str = ""
-
-
-def source_versions(ctx: Context, model: GoldModel) -> dict[str, int] | None:
-    out: dict[str, int] = {}
-    for ref in model.sources:
-        layer, name = ref.split(".", 1)
-        dt = ctx.lake.table(layer, name)
-        if dt is None:
-            return None
-        out[ref] = dt.version()
-    return out
 
 
 def last_build(ctx: Context, table: str) -> dict | None:
@@ -45,32 +38,71 @@ def last_build(ctx: Context, table: str) -> dict | None:
     return None
 
 
-def build_model(ctx: Context, engine: Engine, model: GoldModel) -> GoldResult:
-    versions = source_versions(ctx, model)
-    if versions is None:
-        missing = [s for s in model.sources if not ctx.lake.exists(*s.split(".", 1))]
-        return GoldResult(model.table, "waiting", message=f"上游尚无数据：{'、'.join(missing)}")
-    prior = last_build(ctx, model.table)
+def build_model(ctx: Context, engine: Engine, model: GoldModel, run_id: str | None = None) -> GoldResult:
+    suite = gold_suite(ctx, model)
+    return rebuild(ctx, engine, model.table, list(model.sources), lambda: model.compiled_sql(engine.dialect.name),
+                   f"{model.title}：{model.description}", suite=suite, run_id=run_id)
+
+
+def rebuild(ctx: Context, engine: Engine, table: str, sources: list[str], make_sql: Callable[[], str],
+            description: str, *, suite: Suite | None = None, run_id: str | None = None) -> GoldResult:
+    """Rebuild gold.<table> from ``sources`` (relations named ``<layer>__<name>``) when any has changed.
+
+    Write, audit, publish: the result is computed once, the table's suite is evaluated on it, and only if
+    no ``error``/``fatal`` expectation fails is it committed; otherwise the previous version stays published
+    and the outcomes say why.
+    """
+    versions: dict[str, int] = {}
+    for ref in sources:
+        dt = ctx.lake.table(*ref.split(".", 1))
+        if dt is None:
+            missing = [s for s in sources if not ctx.lake.exists(*s.split(".", 1))]
+            return GoldResult(table, "waiting", message=f"上游尚无数据：{'、'.join(missing)}")
+        versions[ref] = dt.version()
+    prior = last_build(ctx, table)
     if prior and prior.get("sources") == versions:
-        return GoldResult(model.table, "unchanged", message="上游未变化，跳过")
+        return GoldResult(table, "unchanged", message="上游未变化，跳过")
     for ref, version in versions.items():
-        layer, name = ref.split(".", 1)
-        engine.register_delta(model.relation(ref), layer, name, version=version)
-    sql = model.compiled_sql(engine.dialect.name)
-    engine.write_delta("gold", model.table, sql, mode="overwrite",
-                       commit=ctx.lake.commit(job="integrate", table=model.table, sources=versions),
-                       description=f"{model.title}：{model.description}")
-    rows = ctx.lake.table("gold", model.table).count()
+        engine.register_delta(ref.replace(".", "__"), *ref.split(".", 1), version=version)
+    candidate = f"gold_candidate__{table}"
+    engine.materialize(candidate, make_sql())
+    result = GoldResult(table, "built")
+    if suite is not None and suite.checks:
+        outcomes = validate_table(engine, suite, candidate)
+        write_results(ctx, [o.row(run_id=run_id or "adhoc", layer="gold", suite=suite.name, dataset=table,
+                                   batch_id=None, node=None) for o in outcomes], replace=None)
+        blocking = [o.check.rule for o in outcomes if o.check.severity in ("error", "fatal") and not o.success]
+        if blocking:
+            result = GoldResult(table, "blocked", message=f"未通过金层校验（{'、'.join(blocking)}），保留上一版本")
+    if result.status == "built":
+        engine.write_delta("gold", table, f"SELECT * FROM {candidate}", mode="overwrite",
+                           commit=ctx.lake.commit(job="integrate", table=table, sources=versions),
+                           description=description)
+        result.rows = ctx.lake.table("gold", table).count()
     for ref in versions:
-        engine.drop(model.relation(ref))
-    return GoldResult(model.table, "built", rows=rows)
+        engine.drop(ref.replace(".", "__"))
+    engine.drop(candidate)
+    return result
 
 
-def integrate(ctx: Context, engine: Engine, tables: list[str] | None = None) -> list[GoldResult]:
+def validate_table(engine: Engine, suite: Suite, relation: str) -> list[Outcome]:
+    """Every row expectation of a gold suite in one aggregate query over the built table."""
+    checks = suite.row_checks()
+    if not checks:
+        return []
+    d = engine.dialect
+    flags = ", ".join(f"CASE WHEN {compile_check(d, c, lambda col, typed: d.ident(col), None, None, None)} "
+                      f"THEN 1 ELSE 0 END AS f{i}" for i, c in enumerate(checks))
+    sums = ", ".join(f"CAST(coalesce(sum(f{i}), 0) AS BIGINT) AS f{i}" for i in range(len(checks)))
+    row = engine.fetch(f"SELECT count(*) AS n, {sums} FROM (SELECT {flags} FROM {relation}) v").to_pylist()[0]
+    return [Outcome(c, row["n"], row[f"f{i}"]) for i, c in enumerate(checks)]
+
+
+def integrate(ctx: Context, engine: Engine, tables: list[str] | None = None, run_id: str | None = None) -> list[GoldResult]:
     models = load_models(ctx.settings.schemas_dir)
     out = []
     for model in build_order(models):
         if tables and model.table not in tables:
             continue
-        out.append(build_model(ctx, engine, model))
+        out.append(build_model(ctx, engine, model, run_id))
     return out

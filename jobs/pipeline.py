@@ -1,4 +1,5 @@
-"""Run everything pending: conform every dataset with new bronze batches, then rebuild affected gold.
+"""Run everything pending: conform every dataset with new bronze batches, rebuild affected gold, compare the
+sources of shared data items (多源校核) and score the run's quality.
 
 This is what ``govlake run`` and the Airflow DAGs call; it is idempotent (a second run finds nothing
 pending and no changed sources) and costs in proportion to new batches, not to the lake.
@@ -6,17 +7,23 @@ pending and no changed sources) and costs in proportion to new batches, not to t
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from graphlib import TopologicalSorter
 
 from govlake.context import Context
 from govlake.engine.base import Engine
 from govlake.jobs.conform import ConformResult, conform
+from govlake.jobs.crosscheck import crosscheck
 from govlake.jobs.integrate import GoldResult, integrate
+from govlake.jobs.suites import silver_suite
 
 
 @dataclass
 class RunReport:
+    run_id: str = ""
     conformed: list[ConformResult] = field(default_factory=list)
     gold: list[GoldResult] = field(default_factory=list)
 
@@ -24,18 +31,47 @@ class RunReport:
     def balanced(self) -> bool:
         return all(r.balanced for r in self.conformed)
 
+    @property
+    def held(self) -> list[tuple[str, str]]:
+        return [(r.dataset, b) for r in self.conformed for b in r.held]
+
+
+def new_run_id() -> str:
+    """Sortable and unique: the UTC time of the run plus a short random suffix."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def conform_order(ctx: Context, names: list[str]) -> list[str]:
+    """Datasets whose existence checks reference others are conformed after them."""
+    graph: dict[str, set[str]] = {}
+    for name in names:
+        refs = {r.split(".")[0] for c in silver_suite(ctx, name).checks
+                if c.type == "expect_column_values_to_exist_in_dataset" for r in c.kwargs.get("datasets", [])}
+        graph[name] = {r for r in refs if r in names and r != name}
+    ts = TopologicalSorter(graph)
+    return list(ts.static_order())
+
 
 def run_pending(ctx: Context, engine: Engine, datasets: list[str] | None = None,
-                on_step: Callable[[str], None] | None = None) -> RunReport:
-    report = RunReport()
-    names = datasets or sorted(ctx.registry.contracts)
+                on_step: Callable[[str], None] | None = None, run_id: str | None = None) -> RunReport:
+    from govlake.jobs.scoring import score_run
+
+    report = RunReport(run_id=run_id or new_run_id())
+    names = conform_order(ctx, sorted(datasets or ctx.registry.contracts))
     for name in names:
         if on_step:
-            on_step(f"标准化 {name}")
-        r = conform(ctx, engine, name)
+            on_step(f"标准化与校验 {name}")
+        r = conform(ctx, engine, name, run_id=report.run_id)
         if r.batches:
             report.conformed.append(r)
     if on_step:
         on_step("构建金层")
-    report.gold = integrate(ctx, engine)
+    report.gold = integrate(ctx, engine, run_id=report.run_id)
+    if on_step:
+        on_step("多源校核")
+    report.gold += crosscheck(ctx, engine, run_id=report.run_id)
+    if report.conformed:
+        if on_step:
+            on_step("质量评分")
+        score_run(ctx, engine, report.run_id, [b for r in report.conformed for b in r.batches])
     return report

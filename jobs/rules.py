@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from govlake.contracts import Contract, Field
 from govlake.engine.base import Dialect, sql_str
+from govlake.errors import ConfigError
+from govlake.jobs.suites import PROVINCES, Check, Suite, contract_checks
 from govlake.registry import Registry
 
 HALF = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz()-/.:, "
@@ -21,13 +23,11 @@ FULL = "０１２３４５６７８９ＡＢＣＤＥＦＧＨＩＪＫＬＭＮ
 RIC_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
-PROVINCES = "(1[1-5]|2[1-3]|3[1-7]|4[1-6]|5[0-4]|6[1-5]|71|8[1-3])"
 DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y年%m月%d日", "%Y.%m.%d", "%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S")
 TS_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M",
               "%Y年%m月%d日 %H:%M:%S", "%Y年%m月%d日 %H时%M分%S秒")
 TRUE_WORDS = ("是", "Y", "YES", "TRUE", "T", "1", "有")
 FALSE_WORDS = ("否", "N", "NO", "FALSE", "F", "0", "无")
-EXCEL_NUMBER = r"[0-9](\.[0-9]+)?[eE][+]?[0-9]+"
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class Rule:
     fails: str
     description: str
     severity: str = "error"  # error: quarantine; warn: kept and counted; fatal: batch not published
+    mostly: float = 1.0  # fatal rules: the batch is published only if at least this share of rows passes
 
 
 def _in_list(expr: str, values: list[str]) -> str:
@@ -74,14 +75,86 @@ def uscc_valid(d: Dialect, s: str) -> str:
     )
 
 
+def _literal(d: Dialect, value: object, typed_as: str | None) -> str:
+    if typed_as == "date":
+        return f"DATE {sql_str(str(value))}"
+    if typed_as == "timestamp":
+        return f"TIMESTAMP {sql_str(str(value))}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(value)
+    return sql_str(str(value))
+
+
+def ri_view(check: Check) -> str:
+    """The relation holding the referenced keys of an existence check (registered by the conform job)."""
+    return "ri__" + "".join(ch if ch.isalnum() else "_" for ch in check.rule)
+
+
+def compile_check(d: Dialect, ck: Check, value, pid, reg: Registry, contract: Contract | None) -> str | None:
+    """SQL that is TRUE when a row fails ``ck``; NULL values pass every check but not-null (GX semantics).
+
+    ``value(column, typed)`` names a column's standardized text (typed=False) or typed value (typed=True);
+    on gold tables both are the column itself. ``pid`` pseudonymizes a text expression.
+    """
+    kw = ck.kwargs
+    t = ck.type
+    col = kw.get("column")
+    field_type = contract.field(col).type if contract is not None and col and col != "_raw" else None
+    s = value(col, False) if col else None
+    v = value(col, True) if col else None
+    if t == "expect_column_values_to_not_be_null":
+        return f"{s} IS NULL" + (" AND _raw IS NULL" if contract is not None else "")
+    if t == "expect_column_values_to_be_null":
+        return f"{s} IS NOT NULL"
+    if t == "expect_column_values_to_be_castable_to_type":
+        return f"{s} IS NOT NULL AND {v} IS NULL"
+    if t == "expect_column_values_to_match_regex":
+        return f"{s} IS NOT NULL AND NOT {d.regex_search(s, kw['regex'])}"
+    if t == "expect_column_values_to_not_match_regex":
+        return f"{s} IS NOT NULL AND {d.regex_search(s, kw['regex'])}"
+    if t == "expect_column_values_to_be_in_set":
+        return f"{s} IS NOT NULL AND NOT {_in_list(s, [str(x) for x in kw['value_set']])}"
+    if t == "expect_column_values_to_be_valid_cn_ric":
+        return f"{s} IS NOT NULL AND NOT {ric_valid(d, s)}"
+    if t == "expect_column_values_to_be_valid_cn_uscc":
+        return f"{s} IS NOT NULL AND NOT {uscc_valid(d, s)}"
+    if t == "expect_column_values_to_be_between":
+        conds = []
+        if kw.get("min_value") is not None:
+            conds.append(f"{v} {'<=' if kw.get('strict_min') else '<'} {_literal(d, kw['min_value'], field_type)}")
+        if kw.get("max_value") is not None:
+            conds.append(f"{v} {'>=' if kw.get('strict_max') else '>'} {_literal(d, kw['max_value'], field_type)}")
+        return f"coalesce({' OR '.join(conds)}, FALSE)" if conds else None
+    if t == "expect_column_values_to_not_be_in_future":
+        return f"coalesce({v} > {d.current_date() if field_type != 'timestamp' else 'current_timestamp'}, FALSE)"
+    if t == "expect_column_pair_values_a_to_be_greater_than_b":
+        a, b = value(kw["column_A"], True), value(kw["column_B"], True)
+        op = "<" if kw.get("or_equal") else "<="
+        return f"coalesce({a} {op} {b}, FALSE)"
+    if t == "expect_column_values_to_exist_in_dataset":
+        f = contract.field(col) if contract is not None else None
+        probe = pid(s) if f is not None and f.is_pii and f.mask is not None else s
+        return f"{s} IS NOT NULL AND {probe} NOT IN (SELECT v FROM {ri_view(ck)})"
+    if t == "expect_column_values_to_be_unique":
+        return f"{s} IS NOT NULL AND count(*) OVER (PARTITION BY {s}) > 1"
+    if t == "expect_compound_columns_to_be_unique":
+        cols = ", ".join(value(c, False) for c in kw["column_list"])
+        return f"count(*) OVER (PARTITION BY {cols}) > 1"
+    raise ConfigError(f"期望类型 {t} 不能按行求值", hint="批次级规则由校验作业处理")
+
+
 class CompiledContract:
     """SQL pieces for one contract on one dialect."""
 
-    def __init__(self, contract: Contract, registry: Registry, dialect: Dialect, key: bytes) -> None:
+    def __init__(self, contract: Contract, registry: Registry, dialect: Dialect, key: bytes,
+                 suite: Suite | None = None) -> None:
         self.c = contract
         self.reg = registry
         self.d = dialect
         self.key = key
+        # Without a suite, the rules the contract alone implies (what unit tests and `rules off` need).
+        self.suite = suite if suite is not None else Suite(f"silver.{contract.dataset}",
+                                                            tuple(contract_checks(contract, registry)), "")
 
     # -- per field ------------------------------------------------------------------------------
     def std(self, f: Field, src: str) -> str:
@@ -146,56 +219,19 @@ class CompiledContract:
         return [f"{k}_pid" if self.hidden(self.c.field(k)) else k for k in self.c.key]
 
     # -- rules ----------------------------------------------------------------------------------
-    def check_valid(self, check: str, s: str) -> tuple[str, str]:
-        """SQL that is TRUE when ``s`` passes the domain check, and what a failure means (Chinese)."""
-        d = self.d
-        checks = {
-            "cn_ric": (lambda: ric_valid(d, s), "不符合 GB 11643（格式、出生日期或校验码错误）"),
-            "cn_uscc": (lambda: uscc_valid(d, s), "不符合 GB 32100（字符集或校验码错误）"),
-            "gz_district": (lambda: _in_list(s, self.reg.code_list("gb2260_guangzhou").values),
-                            "不是广州市的区级行政区划代码（GB/T 2260）"),
-            "gb2260": (lambda: d.regex_full(s, PROVINCES + "[0-9]{4}"), "不是有效的 GB/T 2260 行政区划代码"),
-            "phone": (lambda: f"({d.regex_full(s, '1[3-9][0-9]{9}')} OR {d.regex_full(s, '0[0-9]{2,3}-?[0-9]{7,8}')})",
-                      "不是有效的电话号码"),
-        }
-        build, message = checks[check]
-        return build(), message
-
     def rules(self) -> list[Rule]:
-        d = self.d
-        out: list[Rule] = [Rule("row.ragged", None, "_raw IS NOT NULL", "该行列数与表头不符（原文保存在 _raw）")]
-        for f in self.c.fields:
-            s, t = f"s__{f.name}", f"t__{f.name}"
-            label = f.title
-            if f.required or f.name in self.c.key:
-                out.append(Rule(f"{f.name}.required", f.name, f"{s} IS NULL AND _raw IS NULL", f"{label}不能为空"))
-            if f.type != "string":
-                kind = {"date": "日期格式无法识别或日期不存在", "timestamp": "时间格式无法识别", "integer": "不是整数",
-                        "decimal": f"不是最多 {f.scale} 位小数的数值", "boolean": "不是 是/否 值"}[f.type]
-                out.append(Rule(f"{f.name}.{f.type}", f.name, f"{s} IS NOT NULL AND {t} IS NULL", f"{label}{kind}"))
-            if f.check in ("cn_ric", "cn_uscc"):
-                out.append(Rule(f"{f.name}.excel_number", f.name, f"({s} LIKE '%E%' OR {s} LIKE '%e%') AND {d.regex_full(s, EXCEL_NUMBER)}",
-                                f"{label}疑似被 Excel 转成了数值（科学计数法），原值已丢失，须从源系统重新导出"))
-            if f.check:
-                valid, message = self.check_valid(f.check, s)
-                out.append(Rule(f"{f.name}.{f.check}", f.name, f"{s} IS NOT NULL AND NOT {valid}", f"{label}{message}"))
-            if f.codes:
-                values = self.reg.code_list(f.codes).values
-                out.append(Rule(f"{f.name}.codes", f.name, f"{s} IS NOT NULL AND NOT {_in_list(s, values)}",
-                                f"{label}不在代码表 {f.codes} 中"))
-            if f.pattern:
-                out.append(Rule(f"{f.name}.pattern", f.name, f"{s} IS NOT NULL AND NOT {d.regex_full(s, f.pattern)}",
-                                f"{label}格式不符（应匹配 {f.pattern}）"))
-            if f.min is not None or f.max is not None:
-                conds = ([f"{t} < {f.min}"] if f.min is not None else []) + ([f"{t} > {f.max}"] if f.max is not None else [])
-                out.append(Rule(f"{f.name}.range", f.name, f"({' OR '.join(conds)})",
-                                f"{label}超出合理范围 [{f.min if f.min is not None else ''}, {f.max if f.max is not None else ''}]"))
-            if f.min_date:
-                out.append(Rule(f"{f.name}.too_early", f.name, f"{t} < DATE {sql_str(f.min_date)}", f"{label}早于 {f.min_date}"))
-            if f.not_future:
-                cmp = d.current_date() if f.type == "date" else "current_timestamp"
-                out.append(Rule(f"{f.name}.future", f.name, f"{t} > {cmp}", f"{label}晚于今天"))
+        """The suite's row rules, each compiled to SQL that is TRUE when a row breaks it."""
+        out = []
+        for ck in self.suite.row_checks():
+            fails = compile_check(self.d, ck, self.value, self.pid, self.reg, self.c)
+            if fails is not None:
+                out.append(Rule(ck.rule, ck.column, fails, ck.description, ck.severity, ck.mostly))
         return out
+
+    def value(self, column: str, typed: bool) -> str:
+        if column == "_raw":
+            return "_raw"
+        return f"{'t' if typed else 's'}__{column}"
 
     # -- the one-pass conform query -------------------------------------------------------------
     def std_sql(self, source: str) -> str:
@@ -209,16 +245,21 @@ class CompiledContract:
         return (f"SELECT {', '.join(std)}, _raw, _extra, _row_number, _node, _source_file, _batch_id, _ingested_at "
                 f"FROM {source}")
 
-    def checked_sql(self, std_source: str) -> str:
-        """Stage 2: typed values (t__<name>) and the names of the rules each row fails."""
-        d = self.d
+    def typed_sql(self, std_source: str) -> str:
+        """Stage 2a: the typed value of every field (t__<name>) beside the standardized text."""
         typed = [f"{self.typed(f, f's__{f.name}')} AS t__{f.name}" for f in self.c.fields]
-        step2 = f"SELECT *, {', '.join(typed)} FROM {std_source} b"
-        rules = [r for r in self.rules() if r.severity in ("error", "fatal")]
-        warns = [r for r in self.rules() if r.severity == "warn"]
-        fail = d.compact(d.array([f"CASE WHEN {r.fails} THEN {sql_str(r.name)} END" for r in rules]))
-        warn = d.compact(d.array([f"CASE WHEN {r.fails} THEN {sql_str(r.name)} END" for r in warns]))
-        return f"SELECT *, {fail} AS _failures, {warn} AS _warnings FROM ({step2}) t"
+        return f"SELECT *, {', '.join(typed)} FROM {std_source} b"
+
+    def checked_sql(self, std_source: str) -> str:
+        """Stage 2: typed values (t__<name>) and the names of the error and warn rules each row fails.
+
+        Fatal rules are not row outcomes: the audit counts them per batch before publishing.
+        """
+        d = self.d
+        rules = self.rules()
+        fail = d.compact(d.array([f"CASE WHEN {r.fails} THEN {sql_str(r.name)} END" for r in rules if r.severity == "error"]))
+        warn = d.compact(d.array([f"CASE WHEN {r.fails} THEN {sql_str(r.name)} END" for r in rules if r.severity == "warn"]))
+        return f"SELECT *, {fail} AS _failures, {warn} AS _warnings FROM ({self.typed_sql(std_source)}) t"
 
     def conform_sql(self, source: str) -> str:
         """Both stages in one query (used for small inputs such as the quarantined rows)."""
@@ -261,7 +302,7 @@ class CompiledContract:
         col = lambda f: f"{alias}.{d.ident(f.name)}"  # noqa: E731
         return d.json_object([(f.title, self.mask(f, col(f)) if self.hidden(f) else col(f)) for f in self.c.fields])
 
-    def quarantine_select(self, source: str, bronze: str) -> str:
+    def quarantine_select(self, source: str, bronze: str, failures: str = "_failures") -> str:
         """Canonical columns as far as they could be read (masked where PII), the failures and the record.
 
         ``source`` holds the failing conformed rows; the raw record is rebuilt from ``bronze`` for those rows
@@ -271,7 +312,7 @@ class CompiledContract:
         cols = self.field_columns("s__")
         raw = d.replace_all(d.replace_all("r._raw", "([0-9]{6})[0-9]{8}([0-9]{3}[0-9Xx])", "\\1********\\2"),
                             "(1[3-9][0-9])[0-9]{4}([0-9]{4})", "\\1****\\2")
-        cols += ["_failures", f"{self.key_text('quarantine')} AS _key", f"{self.record_json('b')} AS _record", f"{raw} AS _raw", "r._extra", "r._batch_id", "r._node",
+        cols += [f"{failures} AS _failures", f"{self.key_text('quarantine')} AS _key", f"{self.record_json('b')} AS _record", f"{raw} AS _raw", "r._extra", "r._batch_id", "r._node",
                  "r._source_file", "r._row_number", "r._ingested_at", "'open' AS _status", f"CAST(NULL AS {d.varchar()}) AS _resolved_by"]
         return (f"SELECT {', '.join(cols)} FROM {source} JOIN {bronze} b "
                 f"ON b._batch_id = r._batch_id AND b._row_number = r._row_number")

@@ -40,6 +40,10 @@ class Dialect:
     def regex_full(self, expr: str, pattern: str) -> str:
         return f"regexp_full_match({expr}, {sql_str(pattern)})"
 
+    def regex_search(self, expr: str, pattern: str) -> str:
+        """TRUE when ``pattern`` matches anywhere in the text (Python's re.search, as GX's regex expectations)."""
+        return f"regexp_matches({expr}, {sql_str(pattern)})"
+
     def parse_date(self, expr: str, fmt: str) -> str:
         """``fmt`` is a strptime pattern (%Y %m %d); NULL when it does not parse."""
         return f"CAST({self.parse_timestamp(expr, fmt)} AS DATE)"
@@ -60,6 +64,9 @@ class Dialect:
 
     def array_len(self, array_expr: str) -> str:
         return f"len({array_expr})"
+
+    def array_concat(self, a: str, b: str) -> str:
+        return f"list_concat({a}, {b})"
 
     def json_object(self, pairs: Sequence[tuple[str, str]]) -> str:
         args = ", ".join(f"{sql_str(k)}, {v}" for k, v in pairs)

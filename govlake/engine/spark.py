@@ -108,6 +108,9 @@ class SparkDialect(Dialect):
         rx = "^(?:" + pattern + ")\\z"
         return f"({expr} RLIKE {spark_str(rx)})"
 
+    def regex_search(self, expr: str, pattern: str) -> str:
+        return f"({expr} RLIKE {spark_str(pattern)})"
+
     def _strptime(self, expr: str, fmt: str) -> str:
         rx, repl, pattern = _strptime_regex(fmt)
         lit = spark_str(rx)
@@ -136,6 +139,9 @@ class SparkDialect(Dialect):
 
     def array_len(self, array_expr: str) -> str:
         return f"CAST(size({array_expr}) AS BIGINT)"
+
+    def array_concat(self, a: str, b: str) -> str:
+        return f"concat({a}, {b})"
 
     def json_object(self, pairs: Sequence[tuple[str, str]]) -> str:
         args = ", ".join(f"{spark_str(k)}, {v}" for k, v in pairs)

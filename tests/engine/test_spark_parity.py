@@ -27,7 +27,8 @@ from govlake.engine.base import Dialect  # noqa: E402
 from govlake.jobs.conform import conform  # noqa: E402
 from govlake.jobs.ingest import ingest  # noqa: E402
 from govlake.jobs.integrate import integrate  # noqa: E402
-from govlake.jobs.rules import DATE_FORMATS, EXCEL_NUMBER, PROVINCES, RIC_WEIGHTS, TS_FORMATS, ric_valid, uscc_valid  # noqa: E402
+from govlake.jobs.rules import DATE_FORMATS, RIC_WEIGHTS, TS_FORMATS, ric_valid, uscc_valid  # noqa: E402
+from govlake.jobs.suites import EXCEL_NUMBER, PHONE, PROVINCES  # noqa: E402
 from govlake.models import load_models  # noqa: E402
 from tests.conftest import PROJECT, write_csv  # noqa: E402
 from tests.factories import bad_check, ric_number, uscc_code  # noqa: E402
@@ -247,7 +248,7 @@ def test_the_nasty_rows_went_where_they_should(lakes) -> None:
 
 def test_meta_tables_agree(lakes) -> None:
     assert_same_table(*lakes, "meta", "conform_batches", drop=("conformed_at", "engine"))
-    assert_same_table(*lakes, "meta", "rule_results")
+    assert_same_table(*lakes, "meta", "validation_results", drop=("validated_at",))
     engines = {r["engine"] for r in lakes[1].lake.read("meta", "conform_batches").to_pylist()}
     assert engines == {"spark"}
 
@@ -335,6 +336,18 @@ def test_regex_full(duck_engine, spark_engine) -> None:
               "13800138000", "020-12345678", "ab", "a", "abc", "ab\n", "12.5", "-1.23456", "", None]
     for p in patterns:
         assert_both(duck_engine, spark_engine, lambda d, e: d.regex_full(e, p), values)
+
+
+def test_regex_search_has_python_re_search_semantics(duck_engine, spark_engine) -> None:
+    """GX's regex expectations use re.search; the compiled rules must agree with it on both engines."""
+    import re
+
+    patterns = [EXCEL_NUMBER, PHONE, "^[A-T](\\d{2,4})?$", "[0-9]{8}", "a|ab", "^" + PROVINCES + "[0-9]{4}$"]
+    values = ["4.40106199003071e+17", "4.4E17", "13800138000", "020-12345678", "I65", "I6", "Z99", "x20210305y",
+              "ab", "abc", "440106", "990106", "", "ab\n"]
+    for p in patterns:
+        got = assert_both(duck_engine, spark_engine, lambda d, e: d.regex_search(e, p), values + [None])
+        assert got[:-1] == [re.search(p, v) is not None for v in values], p
 
 
 def test_hmac_hex_is_byte_identical(duck_engine, spark_engine) -> None:
