@@ -177,12 +177,14 @@ def demo(rows: int, landing: Path | None, seed: int, lake: str | None, engine_ki
 @click.option("--rows", default="1000000,10000000", show_default=True, help="Comma-separated row counts.")
 @click.option("--workdir", type=click.Path(path_type=Path), default=None)
 @click.option("--keep", is_flag=True, help="Keep the generated files and lakes.")
+@click.option("--quality", "quality_only", is_flag=True, help="Measure what quality adds to the silver build (rules on vs off).")
 @friendly
-def bench(rows: str, workdir: Path | None, keep: bool) -> None:
-    """Throughput ingest -> silver -> gold beside a raw DuckDB CSV-to-Parquet copy."""
-    from govlake.jobs.bench import run_bench
+def bench(rows: str, workdir: Path | None, keep: bool, quality_only: bool) -> None:
+    """Throughput ingest -> silver -> gold beside a raw DuckDB CSV-to-Parquet copy (or --quality overhead)."""
+    from govlake.jobs.bench import run_bench, run_quality_bench
 
-    run_bench([int(r.replace("_", "")) for r in rows.split(",") if r], workdir=workdir, keep=keep)
+    sizes = [int(r.replace("_", "")) for r in rows.split(",") if r]
+    (run_quality_bench if quality_only else run_bench)(sizes, workdir=workdir, keep=keep)
 
 
 @main.group()
@@ -207,6 +209,42 @@ def quality_suites(check: bool) -> None:
         return
     paths = write_all(ctx)
     console.print(f"已写出 {len(paths)} 个期望套件 → {ctx.settings.expectations_dir}")
+
+
+@quality.command("report")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("reports/quality"), show_default=True)
+@click.option("--no-data-docs", is_flag=True, help="Skip the Great Expectations Data Docs.")
+@lake_option
+@friendly
+def quality_report(out_dir: Path, no_data_docs: bool, lake: str | None) -> None:
+    """Stewards' report: HTML (Chinese), Excel workbook and GX Data Docs."""
+    from govlake.jobs.report import build_report
+
+    ctx = make_context(lake)
+    with console.status("生成质量报告…"):
+        out = build_report(ctx, out_dir, data_docs=not no_data_docs)
+    console.print(f"质量报告：{out['html']}（{out['sections']} 个节点×数据集，{out['findings']} 条未通过的规则）")
+    console.print(f"Excel：{out['excel']}")
+    if out["data_docs"]:
+        console.print(f"GX 数据文档：{out['data_docs']}")
+
+
+@quality.command("release")
+@click.argument("dataset")
+@click.argument("batch_id")
+@click.option("--reason", required=True, help="Why the held batch may be published (kept in meta.batch_waivers).")
+@click.option("--by", "by", default=None, help="Who releases it (default: $USER).")
+@lake_option
+@friendly
+def quality_release(dataset: str, batch_id: str, reason: str, by: str | None, lake: str | None) -> None:
+    """Publish a batch held by a fatal rule (re-conformed on the next `govlake run`)."""
+    import getpass
+
+    from govlake.jobs.validate import release
+
+    ctx = make_context(lake)
+    release(ctx, dataset, batch_id, reason, by or getpass.getuser())
+    console.print(f"已放行批次 {batch_id}（{dataset}）；下次 govlake run 时按行规则重新处理。")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,6 +4,11 @@ Both sides read the same generated CSV files in the same run, each in its own su
 (max RSS) is measured per side. The raw copy is the floor: it parses and writes every byte but does no
 standardization, validation, pseudonymization, deduplication, Delta transactions or gold builds.
 Target (issue 2): pipeline throughput >= 0.33 x raw copy, peak memory < 4 GiB at 10 million rows.
+
+``govlake bench --quality`` measures what quality costs (issue 3): the same bronze is conformed into silver
+with every expectation on (row rules in the pass, fatal audit, quarantine, validation record) and with rules
+off (typing and pseudonymization only), alternating, two rounds each, on copies of one ingested lake.
+Target: quality adds at most 30 % to the silver build at 10 million rows.
 """
 
 from __future__ import annotations
@@ -72,6 +77,77 @@ def pipeline(lake: str, landing: str) -> dict:
     }
 
 
+def ingest_only(lake: str, landing: str) -> dict:
+    from govlake.context import Context
+    from govlake.jobs.generate import Manifest
+    from govlake.jobs.ingest import ingest_file
+
+    ctx = Context.from_env(lake)
+    manifest = Manifest.load(Path(landing) / "manifest.json")
+    rows = sum(ingest_file(ctx, Path(landing) / d.path, d.node, d.dataset).rows for d in manifest.deliveries)
+    return {"rows": rows}
+
+
+def silver_build(lake: str, rules: str) -> dict:
+    from govlake.context import Context
+    from govlake.jobs.conform import conform
+
+    ctx = Context.from_env(lake)
+    out = {"silver_rows": 0, "quarantined": 0}
+    with ctx.engine() as engine:
+        t0 = time.perf_counter()
+        for ds in DATASETS:
+            r = conform(ctx, engine, ds, rules=rules == "on")
+            out["silver_rows"] += r.silver_rows
+            out["quarantined"] += r.quarantined
+        out["seconds"] = time.perf_counter() - t0
+    out["peak_mb"] = _peak_mb()
+    return out
+
+
+def run_quality_bench(sizes: list[int], workdir: Path | None = None, keep: bool = False, rounds: int = 2) -> list[dict]:
+    import statistics
+
+    from govlake.context import Context
+    from govlake.progress import generate_with_progress
+
+    base = Path(workdir or tempfile.mkdtemp(prefix="govlake-qbench-"))
+    ctx = Context.from_env(str(base / "unused-lake"))
+    results = []
+    for n in sizes:
+        run_dir = base / f"quality-{n}"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        landing = run_dir / "landing"
+        console.print(f"[bold]质量开销基准：{n:,} 行[/]（生成与导入不计时）")
+        generate_with_progress(ctx, landing, n, 20261124, DATASETS, ["csv"], True)
+        _child("ingest", str(run_dir / "bronze-lake"), str(landing))
+        times: dict[str, list[float]] = {"off": [], "on": []}
+        last: dict[str, dict] = {}
+        for i in range(rounds):
+            for mode in ("off", "on"):
+                lake = run_dir / f"lake-{mode}"
+                shutil.rmtree(lake, ignore_errors=True)
+                shutil.copytree(run_dir / "bronze-lake", lake)
+                r = _child("silver", str(lake), mode)
+                times[mode].append(r["seconds"])
+                last[mode] = r
+                console.print(f"  第 {i + 1} 轮 规则{'开启' if mode == 'on' else '关闭'}：{r['seconds']:.1f} 秒，"
+                              f"标准层 {r['silver_rows']:,} 行，隔离 {r['quarantined']:,} 行，峰值 {r['peak_mb']:,.0f} MB")
+        off, on = statistics.median(times["off"]), statistics.median(times["on"])
+        res = {"rows": n, "off_s": off, "on_s": on, "overhead": on / off - 1, "runs": times,
+               "quarantined": last["on"]["quarantined"], "peak_mb_on": last["on"]["peak_mb"]}
+        results.append(res)
+        verdict = "达标" if res["overhead"] <= 0.30 else "未达标"
+        console.print(f"标准层构建：规则关闭 {off:.1f} 秒（{n / off:,.0f} 行/秒），规则开启 {on:.1f} 秒（{n / on:,.0f} 行/秒）；"
+                      f"质量开销 [bold]{100 * res['overhead']:.1f}%[/]（目标 ≤ 30%）：{verdict}")
+        print("QBENCH " + json.dumps(res, ensure_ascii=False, default=str), flush=True)
+        if not keep:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    if not keep and workdir is None:
+        shutil.rmtree(base, ignore_errors=True)
+    return results
+
+
 def _child(*args: str) -> dict:
     out = subprocess.run([sys.executable, "-m", "govlake.jobs.bench", *args], capture_output=True, text=True)
     if out.returncode != 0:
@@ -123,5 +199,6 @@ def run_bench(sizes: list[int], workdir: Path | None = None, keep: bool = False)
 
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
-    out = raw_copy(args[1:], args[0]) if mode == "raw" else pipeline(args[0], args[1])
-    print(json.dumps(out, default=str))
+    jobs = {"raw": lambda: raw_copy(args[1:], args[0]), "pipeline": lambda: pipeline(args[0], args[1]),
+            "ingest": lambda: ingest_only(args[0], args[1]), "silver": lambda: silver_build(args[0], args[1])}
+    print(json.dumps(jobs[mode](), default=str))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -23,7 +24,16 @@ from govlake.engine.base import Engine, sql_str
 from govlake.jobs.ingest import BATCHES
 from govlake.jobs.rules import CompiledContract, ri_view
 from govlake.jobs.suites import Check, Suite, silver_suite
-from govlake.jobs.validate import Outcome, audit_batches, batch_log, write_results
+from govlake.jobs.validate import (
+    BatchAudit,
+    Outcome,
+    add_fatal_row_outcomes,
+    batch_log,
+    batch_rule_outcomes,
+    excuse,
+    waived,
+    write_results,
+)
 from govlake.security import pseudonym_key
 
 ACCOUNTING = "conform_batches"
@@ -80,10 +90,13 @@ def conform(ctx: Context, engine: Engine, dataset: str, *, rules: bool = True, r
     run_id = run_id or batch_key
     commit = ctx.lake.commit(job="conform", run_id=run_id, batches=batches)
 
-    # Audit before publishing: fatal rules per batch; a held batch goes to quarantine whole.
-    audit = audit_batches(ctx, engine, cc, suite, batches)
+    # Write, audit, publish. Batch rules (from the ingest log) are judged before the pass; fatal row rules
+    # are counted while the rows stream, and if a batch fails one the stream is aborted before the Delta
+    # commit (nothing published), the batch is held and the pass re-runs with it held.
+    audit = batch_rule_outcomes(ctx, suite, dataset, batches)
+    excused = waived(ctx, dataset)
+    excuse(audit, excused)
     held = audit.held()
-    result.held = sorted(held)
 
     # Keys delivered more than once in these batches: only their rows need ranking.
     key_std = ", ".join(f"{cc.std(contract.field(k), d.ident(k))} AS k{i}" for i, k in enumerate(contract.key))
@@ -95,25 +108,48 @@ def conform(ctx: Context, engine: Engine, dataset: str, *, rules: bool = True, r
     if dup_count:
         match = " AND ".join(f"dk.k{i} = c.s__{k}" for i, k in enumerate(contract.key))
         dup_flag = f"EXISTS (SELECT 1 FROM dup_keys dk WHERE {match})"
-    held_flag = f"CASE WHEN _batch_id IN ({', '.join(map(sql_str, held))}) THEN 1 ELSE 0 END" if held else "0"
-    stream_sql = cc.silver_select(
-        f"(SELECT *, {d.array_len('_failures')} + {held_flag} AS _nfail, {dup_flag} AS _dup FROM ({cc.conform_sql('pending')}) c) r",
-        extra=["_nfail", "_dup", "_failures"],
-    )
-    split = StreamSplit(engine, stream_sql, cc)
-    if ctx.lake.exists("silver", dataset):
-        engine.lake.merge("silver", dataset, split.reader(), cc.key_columns(), update_if="s._ingested_at >= t._ingested_at",
-                          commit=commit)
-    else:
-        engine.lake.overwrite("silver", dataset, split.reader(), commit=commit,
-                              description=f"{contract.title}（标准层：类型化、标准化、个人信息假名化，每个业务主键一行）")
 
-    # Quarantine: the failing rows only, recomputed with their delivered record; replaces any earlier attempt.
-    fails = split.failed_ids()
-    if fails.num_rows == 0 and ctx.lake.exists("quarantine", dataset):
-        fails = None  # nothing failed and the table exists: no quarantine write at all
-    if fails is not None:
-        write_quarantine(ctx, engine, cc, dataset, fails, in_batches, commit, held)
+    def gate(split: StreamSplit) -> dict[str, list[str]]:
+        """Batches that must be held now that every row has been counted (and were not already)."""
+        trial = BatchAudit({b: [] for b in batches})
+        add_fatal_row_outcomes(trial, suite, {b: c["bronze_rows"] for b, c in split.counts.items()}, split.rule_totals())
+        excuse(trial, excused)
+        return {b: r for b, r in trial.held().items() if b not in held}
+
+    while True:
+        held_flag = f"CASE WHEN _batch_id IN ({', '.join(map(sql_str, held))}) THEN 1 ELSE 0 END" if held else "0"
+        failures = "_failures"
+        if held:
+            whens = " ".join(f"WHEN _batch_id = {sql_str(b)} THEN {d.array([sql_str('batch:' + r) for r in rules_])}"
+                             for b, rules_ in held.items())
+            failures = d.array_concat("_failures", f"CASE {whens} ELSE {d.array([])} END")
+        quarantine_cols = [f"CASE WHEN _nfail > 0 THEN {e} END AS _q_{n}" for e, n in cc.quarantine_exprs(failures)] \
+            if rules else []
+        stream_sql = cc.silver_select(
+            f"(SELECT *, {d.array_len('_failures')} + {held_flag} AS _nfail, {dup_flag} AS _dup "
+            f"FROM ({cc.conform_sql('pending', raw=rules)}) c) r",
+            extra=["_nfail", "_dup", "_failures", "_fatal", *quarantine_cols],
+        )
+        split = StreamSplit(engine, stream_sql, cc, gate if rules else None)
+        try:
+            if ctx.lake.exists("silver", dataset):
+                engine.lake.merge("silver", dataset, split.reader(), cc.key_columns(),
+                                  update_if="s._ingested_at >= t._ingested_at", commit=commit)
+            else:
+                engine.lake.overwrite("silver", dataset, split.reader(), commit=commit,
+                                      description=f"{contract.title}（标准层：类型化、标准化、个人信息假名化，每个业务主键一行）")
+            break
+        except Exception:
+            if not split.newly_held:
+                raise
+            held.update(split.newly_held)  # nothing was committed: run the pass again with these batches held
+    add_fatal_row_outcomes(audit, suite, {b: c["bronze_rows"] for b, c in split.counts.items()}, split.rule_totals())
+    excuse(audit, excused)
+    result.held = sorted(held)
+
+    # Quarantine: the failing rows as the pass set them aside; replaces an earlier attempt's rows.
+    if split.quarantine_rows or (rules and not ctx.lake.exists("quarantine", dataset)):
+        write_quarantine(ctx, dataset, split.quarantine_table(), in_batches, commit, contract.title)
     result.resolved = resolve_quarantine(ctx, engine, cc, dataset)
 
     # The validation record and the books, per batch; written last so a crash re-runs the batches idempotently.
@@ -190,26 +226,14 @@ def row_outcomes(cc: CompiledContract, split: "StreamSplit", batches: list[str],
     return out
 
 
-def write_quarantine(ctx: Context, engine: Engine, cc: CompiledContract, dataset: str, fails: pa.Table,
-                     in_batches: str, commit: object, held: dict[str, list[str]] | None = None) -> None:
-    """Quarantine the failing rows, recomputed with their delivered record; replaces an earlier attempt's rows.
-
-    Rows of a held batch carry the batch's fatal rules (``batch:<rule>``) besides their own failures."""
-    d = engine.dialect
-    engine.register_arrow("failed_ids", fails)
-    q_src = "(SELECT p.* FROM pending p JOIN failed_ids f ON p._batch_id = f._batch_id AND p._row_number = f._row_number)"
-    failures = "_failures"
-    if held:
-        whens = " ".join(f"WHEN r._batch_id = {sql_str(b)} THEN {d.array([sql_str('batch:' + r) for r in rules])}"
-                         for b, rules in held.items())
-        failures = d.array_concat("_failures", f"CASE {whens} ELSE {d.array([])} END")
-    q_sql = cc.quarantine_select(f"({cc.conform_sql(q_src)}) r", "pending", failures)
-    engine.write_delta("quarantine", dataset, q_sql, mode="overwrite",
-                       predicate=in_batches if ctx.lake.exists("quarantine", dataset) else None, commit=commit,
-                       description=f"{cc.c.title}（隔离区：未通过校验的行及其全部失败规则）")
-    engine.drop("failed_ids")
+def write_quarantine(ctx: Context, dataset: str, table: pa.Table, in_batches: str, commit: object, title: str) -> None:
+    """Replace the quarantined rows of these batches (an earlier attempt's rows go) in one transaction."""
+    exists = ctx.lake.exists("quarantine", dataset)
+    ctx.lake.overwrite("quarantine", dataset, table, predicate=in_batches if exists else None, commit=commit,
+                       description=f"{title}（隔离区：未通过校验的行及其全部失败规则）")
 
 
+QUARANTINE_KEEP = ("_batch_id", "_node", "_row_number", "_ingested_at")
 SLICE_ROWS = 500_000  # rows per batch and slice pulled from the engine at a time (bounds memory)
 
 ACCOUNTING_SCHEMA = pa.schema([
@@ -220,20 +244,27 @@ ACCOUNTING_SCHEMA = pa.schema([
 ])
 
 
+class BatchesHeld(Exception):
+    """Raised inside the silver stream to abort its Delta commit when a batch fails a fatal rule."""
+
+
 class StreamSplit:
     """Splits the one conform stream: valid rows flow on to silver, failing rows and rows of repeated keys
     are set aside (they are few) and the repeated keys' winners are appended at the end of the stream, so
     silver gets exactly one row per key in a single transaction. Counts are kept per batch as rows pass.
     """
 
-    def __init__(self, engine: Engine, sql: str, cc: CompiledContract) -> None:
+    def __init__(self, engine: Engine, sql: str, cc: CompiledContract,
+                 gate: Callable[["StreamSplit"], dict[str, list[str]]] | None = None) -> None:
         self.engine = engine
         self.sql = sql
         self.cc = cc
+        self.gate = gate
+        self.newly_held: dict[str, list[str]] = {}
         self.counts: dict[str, dict[str, int]] = {}
         self._failed: list[pa.RecordBatch] = []
         self._dups: list[pa.RecordBatch] = []
-        self._warn_counts: Counter[tuple[str, str]] = Counter()
+        self._flag_counts: Counter[tuple[str, str]] = Counter()
         self.schema: pa.Schema | None = None
 
     def _count(self, batch_ids: pa.Array, field: str) -> None:
@@ -246,16 +277,21 @@ class StreamSplit:
 
     def _batches(self):
         schema = self.engine.fetch(f"SELECT * FROM ({self.sql}) s LIMIT 0").schema
-        out_schema = pa.schema([f for f in schema if f.name not in ("_nfail", "_dup", "_failures")])
+        out_schema = pa.schema([f for f in schema if f.name not in ("_nfail", "_dup", "_failures", "_fatal")
+                                and not f.name.startswith("_q_")])
         self.schema = out_schema
+        self.q_schema = pa.schema([f for f in schema if f.name.startswith("_q_") or f.name in QUARANTINE_KEEP])
         yield out_schema
         upper = self.engine.scalar("SELECT max(_row_number) FROM pending") or 0
         for b in self.engine.sliced(self.sql, "_row_number", upper, SLICE_ROWS):
             self._count(b.column("_batch_id"), "bronze_rows")
+            for col in ("_fatal", "_warnings"):  # per-rule counts over every row of the batch
+                flagged = b.filter(pc.greater(pc.list_value_length(b.column(col)), 0))
+                self._flag_counts.update(_flat_counts(flagged.column("_batch_id"), flagged.column(col)))
             failed = pc.greater(b.column("_nfail"), 0)
             if pc.any(failed).as_py():
                 bad = b.filter(failed)
-                self._failed.append(bad.select(["_batch_id", "_row_number", "_failures"]))
+                self._failed.append(bad.select(self.q_schema.names))
                 self._count(bad.column("_batch_id"), "quarantined")
                 b = b.filter(pc.invert(failed))
             dup = b.column("_dup")
@@ -264,15 +300,17 @@ class StreamSplit:
                 b = b.filter(pc.invert(dup))
             b = b.select(out_schema.names)
             self._count(b.column("_batch_id"), "silver_rows")
-            warned = b.filter(pc.greater(pc.list_value_length(b.column("_warnings")), 0))
-            self._count(warned.column("_batch_id"), "warned")
-            self._warn_counts.update(_flat_counts(warned.column("_batch_id"), warned.column("_warnings")))
+            self._count(b.filter(pc.greater(pc.list_value_length(b.column("_warnings")), 0)).column("_batch_id"), "warned")
             yield b
         if self._dups:
             winners = self._rank_dups(pa.Table.from_batches(self._dups))
             self._count(winners.column("_batch_id"), "silver_rows")
             for b in winners.to_batches():
                 yield b.select(out_schema.names)
+        if self.gate is not None:
+            self.newly_held = self.gate(self)
+            if self.newly_held:  # abort before the consumer can commit: nothing of this pass is published
+                raise BatchesHeld(sorted(self.newly_held))
 
     def _rank_dups(self, dups: pa.Table) -> pa.Table:
         """Latest delivery first, then the last row of the file; the losers are counted as superseded."""
@@ -298,17 +336,30 @@ class StreamSplit:
         schema = next(gen)
         return pa.RecordBatchReader.from_batches(schema, gen)
 
-    def failed_ids(self) -> pa.Table:
-        if not self._failed:
-            return pa.table({"_batch_id": pa.array([], pa.string()), "_row_number": pa.array([], pa.int64())})
-        return pa.Table.from_batches(self._failed).select(["_batch_id", "_row_number"])
+    @property
+    def quarantine_rows(self) -> int:
+        return sum(b.num_rows for b in self._failed)
+
+    def quarantine_table(self) -> pa.Table:
+        """The failing rows in the quarantine table's layout: fields, failures, key, record, provenance."""
+        t = pa.Table.from_batches(self._failed, schema=self.q_schema)
+        cols, names = [], []
+        for e, n in self.cc.quarantine_exprs():
+            cols.append(t.column(f"_q_{n}"))
+            names.append(n)
+        for n in ("_batch_id", "_node", "_row_number", "_ingested_at"):
+            cols.append(t.column(n))
+            names.append(n)
+        cols += [pa.array(["open"] * t.num_rows, pa.string()), pa.nulls(t.num_rows, pa.string())]
+        names += ["_status", "_resolved_by"]
+        return pa.Table.from_arrays(cols, names=names)
 
     def rule_totals(self) -> Counter[tuple[str, str]]:
-        """(batch, rule) -> rows failing (error rules) or warned (warn rules)."""
-        out = Counter(self._warn_counts)
+        """(batch, rule) -> rows failing the rule (error, warn and untwinned fatal rules)."""
+        out = Counter(self._flag_counts)
         if self._failed:
-            t = pa.Table.from_batches(self._failed)
-            out.update(_flat_counts(t.column("_batch_id"), t.column("_failures")))
+            t = pa.Table.from_batches(self._failed, schema=self.q_schema)
+            out.update(_flat_counts(t.column("_batch_id"), t.column("_q__failures")))
         return out
 
 

@@ -94,7 +94,9 @@ def summarize(ctx: Context, results: list) -> dict:
 def next_steps(ctx: Context) -> None:
     lake = ctx.settings.lake_root
     console.print("\n下一步可以看：")
+    console.print(f'  govlake quality report --lake {lake} --out {Path(str(lake)).parent / "reports" / "quality"}   # 数据质量报告（HTML、Excel、GX 数据文档）')
     console.print(f'  govlake sql --lake {lake} "SELECT * FROM information_schema.tables"')
+    console.print(f'  govlake sql --lake {lake} "SELECT scope, label, score FROM gold.quality_scores ORDER BY score LIMIT 10"')
     console.print(f'  govlake sql --lake {lake} "SELECT * FROM gold.district_profile ORDER BY district_code"')
     console.print(f'  govlake sql --lake {lake} --role steward "SELECT _failures, count(*) AS n FROM quarantine.market_entities GROUP BY 1 ORDER BY n DESC"')
     console.print(f'  govlake sql --lake {lake} --role steward "SELECT dataset, node, source_file, status, message FROM meta.ingest_batches WHERE status = \'refused\'"')

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from govlake.contracts import Contract, Field
 from govlake.engine.base import Dialect, sql_str
 from govlake.errors import ConfigError
-from govlake.jobs.suites import PROVINCES, Check, Suite, contract_checks
+from govlake.jobs.suites import EXCEL_NUMBER, PROVINCES, Check, Suite, contract_checks
 from govlake.registry import Registry
 
 HALF = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz()-/.:, "
@@ -111,7 +111,9 @@ def compile_check(d: Dialect, ck: Check, value, pid, reg: Registry, contract: Co
     if t == "expect_column_values_to_match_regex":
         return f"{s} IS NOT NULL AND NOT {d.regex_search(s, kw['regex'])}"
     if t == "expect_column_values_to_not_match_regex":
-        return f"{s} IS NOT NULL AND {d.regex_search(s, kw['regex'])}"
+        # Cheap prefilter for the Excel-number pattern: a value without an exponent letter cannot match.
+        guard = f"({s} LIKE '%E%' OR {s} LIKE '%e%') AND " if kw["regex"] == EXCEL_NUMBER else ""
+        return f"{s} IS NOT NULL AND {guard}{d.regex_search(s, kw['regex'])}"
     if t == "expect_column_values_to_be_in_set":
         return f"{s} IS NOT NULL AND NOT {_in_list(s, [str(x) for x in kw['value_set']])}"
     if t == "expect_column_values_to_be_valid_cn_ric":
@@ -234,50 +236,58 @@ class CompiledContract:
         return f"{'t' if typed else 's'}__{column}"
 
     # -- the one-pass conform query -------------------------------------------------------------
-    def std_sql(self, source: str) -> str:
-        """Stage 1: standardized text per field (s__<name>) plus the bronze metadata.
-
-        Jobs materialize this once: the standardizers are CASE expressions, which the optimizer will not
-        share between the many rules that read them.
+    def std_sql(self, source: str, fields: set[str] | None = None, raw: bool = False) -> str:
+        """Stage 1: standardized text per field (s__<name>) plus the bronze metadata; ``fields`` limits it
+        to the fields a query needs; ``raw`` also carries the delivered values (r__<name>) for quarantine.
         """
         d = self.d
-        std = [f"{self.std(f, d.ident(f.name))} AS s__{f.name}" for f in self.c.fields]
+        std = [f"{self.std(f, d.ident(f.name))} AS s__{f.name}" for f in self._fields(fields)]
+        if raw:
+            std += [f"{d.ident(f.name)} AS r__{f.name}" for f in self._fields(fields)]
         return (f"SELECT {', '.join(std)}, _raw, _extra, _row_number, _node, _source_file, _batch_id, _ingested_at "
                 f"FROM {source}")
 
-    def typed_sql(self, std_source: str) -> str:
+    def _fields(self, names: set[str] | None) -> list[Field]:
+        return [f for f in self.c.fields if names is None or f.name in names]
+
+    def typed_sql(self, std_source: str, fields: set[str] | None = None) -> str:
         """Stage 2a: the typed value of every field (t__<name>) beside the standardized text."""
-        typed = [f"{self.typed(f, f's__{f.name}')} AS t__{f.name}" for f in self.c.fields]
+        typed = [f"{self.typed(f, f's__{f.name}')} AS t__{f.name}" for f in self._fields(fields)]
         return f"SELECT *, {', '.join(typed)} FROM {std_source} b"
 
     def checked_sql(self, std_source: str) -> str:
-        """Stage 2: typed values (t__<name>) and the names of the error and warn rules each row fails.
-
-        Fatal rules are not row outcomes: the audit counts them per batch before publishing.
+        """Stage 2: typed values (t__<name>) and the names of the rules each row fails: ``_failures``
+        (error), ``_warnings`` (warn) and ``_fatal`` (fatal rules with no error/warn twin; they are counted
+        per batch, not held against the row).
         """
         d = self.d
         rules = self.rules()
-        fail = d.compact(d.array([f"CASE WHEN {r.fails} THEN {sql_str(r.name)} END" for r in rules if r.severity == "error"]))
-        warn = d.compact(d.array([f"CASE WHEN {r.fails} THEN {sql_str(r.name)} END" for r in rules if r.severity == "warn"]))
-        return f"SELECT *, {fail} AS _failures, {warn} AS _warnings FROM ({self.typed_sql(std_source)}) t"
+        arr = lambda rs: d.compact(d.array([f"CASE WHEN {r.fails} THEN {sql_str(r.name)} END" for r in rs]))  # noqa: E731
+        untwinned = [r for r in rules if r.severity == "fatal" and self.suite.twin_of(self.suite.check(r.name)) is None]
+        return (f"SELECT *, {arr([r for r in rules if r.severity == 'error'])} AS _failures, "
+                f"{arr([r for r in rules if r.severity == 'warn'])} AS _warnings, {arr(untwinned)} AS _fatal "
+                f"FROM ({self.typed_sql(std_source)}) t")
 
-    def conform_sql(self, source: str) -> str:
-        """Both stages in one query (used for small inputs such as the quarantined rows)."""
-        return self.checked_sql(f"({self.std_sql(source)})")
+    def conform_sql(self, source: str, raw: bool = False) -> str:
+        """Both stages in one query."""
+        return self.checked_sql(f"({self.std_sql(source, raw=raw)})")
 
-    def field_columns(self, value_prefix: str) -> list[str]:
-        """One output column per field: masked PII as <name>_masked (+ <name>_pid for join keys), other fields
-        from ``value_prefix`` ("t__" typed for silver, "s__" standardized text for quarantine)."""
-        cols: list[str] = []
+    def field_pairs(self, value_prefix: str) -> list[tuple[str, str]]:
+        """(expression, column) per field: masked PII as <name>_masked (+ <name>_pid for join keys), other
+        fields from ``value_prefix`` ("t__" typed for silver, "s__" standardized text for quarantine)."""
+        cols: list[tuple[str, str]] = []
         for f in self.c.fields:
             s = f"s__{f.name}"
             if self.hidden(f):
                 if f.pseudonymize or f.name in self.c.key:
-                    cols.append(f"{self.pid(s)} AS {f.name}_pid")
-                cols.append(f"{self.mask(f, s)} AS {f.name}_masked")
+                    cols.append((self.pid(s), f"{f.name}_pid"))
+                cols.append((self.mask(f, s), f"{f.name}_masked"))
             else:
-                cols.append(f"{value_prefix}{f.name} AS {f.name}")
+                cols.append((f"{value_prefix}{f.name}", f.name))
         return cols
+
+    def field_columns(self, value_prefix: str) -> list[str]:
+        return [f"{e} AS {n}" for e, n in self.field_pairs(value_prefix)]
 
     def key_text(self, layer: str) -> str:
         """The business key as one canonical text (typed value or pseudonym), comparable across silver and
@@ -296,23 +306,23 @@ class CompiledContract:
         cols = self.field_columns("t__") + ["_batch_id", "_node", "_row_number", "_ingested_at", "_warnings", *(extra or [])]
         return f"SELECT {', '.join(cols)} FROM {source}"
 
-    def record_json(self, alias: str) -> str:
+    def record_json(self) -> str:
         """The delivered record (bronze values, PII masked) as JSON text keyed by the Chinese field titles."""
-        d = self.d
-        col = lambda f: f"{alias}.{d.ident(f.name)}"  # noqa: E731
-        return d.json_object([(f.title, self.mask(f, col(f)) if self.hidden(f) else col(f)) for f in self.c.fields])
+        col = lambda f: f"r__{f.name}"  # noqa: E731  (raw values carried by std_sql(raw=True))
+        return self.d.json_object([(f.title, self.mask(f, col(f)) if self.hidden(f) else col(f)) for f in self.c.fields])
 
-    def quarantine_select(self, source: str, bronze: str, failures: str = "_failures") -> str:
-        """Canonical columns as far as they could be read (masked where PII), the failures and the record.
+    QUARANTINE_META = ("_batch_id", "_node", "_source_file", "_row_number", "_ingested_at")
 
-        ``source`` holds the failing conformed rows; the raw record is rebuilt from ``bronze`` for those rows
-        only (a join on batch and row number), so passing rows never pay for it.
+    def quarantine_exprs(self, failures: str = "_failures") -> list[tuple[str, str]]:
+        """(expression, column) of a quarantine row: canonical columns as far as they could be read (masked
+        where PII), the failures, the key and the delivered record (masked).
+
+        The conform pass carries them as ``_q_<column>``, computed only where ``_nfail > 0`` (NULL for the
+        passing rows), so quarantine needs no second scan of bronze.
         """
         d = self.d
-        cols = self.field_columns("s__")
-        raw = d.replace_all(d.replace_all("r._raw", "([0-9]{6})[0-9]{8}([0-9]{3}[0-9Xx])", "\\1********\\2"),
+        raw = d.replace_all(d.replace_all("_raw", "([0-9]{6})[0-9]{8}([0-9]{3}[0-9Xx])", "\\1********\\2"),
                             "(1[3-9][0-9])[0-9]{4}([0-9]{4})", "\\1****\\2")
-        cols += [f"{failures} AS _failures", f"{self.key_text('quarantine')} AS _key", f"{self.record_json('b')} AS _record", f"{raw} AS _raw", "r._extra", "r._batch_id", "r._node",
-                 "r._source_file", "r._row_number", "r._ingested_at", "'open' AS _status", f"CAST(NULL AS {d.varchar()}) AS _resolved_by"]
-        return (f"SELECT {', '.join(cols)} FROM {source} JOIN {bronze} b "
-                f"ON b._batch_id = r._batch_id AND b._row_number = r._row_number")
+        return self.field_pairs("s__") + [(failures, "_failures"), (self.key_text("quarantine"), "_key"),
+                                          (self.record_json(), "_record"), (raw, "_raw"), ("_extra", "_extra"),
+                                          ("_source_file", "_source_file")]

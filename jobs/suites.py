@@ -98,6 +98,15 @@ class Suite:
     def batch_checks(self) -> list[Check]:
         return [c for c in self.checks if c.scope == "batch"]
 
+    def twin_of(self, check: Check) -> str | None:
+        """The error/warn rule testing exactly what a fatal rule tests (only ``mostly`` differs), if any:
+        its per-batch count from the conform pass is the fatal rule's count, so nothing is evaluated twice."""
+        same = {k: v for k, v in check.kwargs.items() if k != "mostly"}
+        for c in self.row_checks(("error", "warn")):
+            if c.type == check.type and {k: v for k, v in c.kwargs.items() if k != "mostly"} == same:
+                return c.rule
+        return None
+
     def check(self, rule: str) -> Check:
         for c in self.checks:
             if c.rule == rule:

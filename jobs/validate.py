@@ -25,9 +25,8 @@ import pyarrow as pa
 
 from govlake.context import Context
 from govlake.contracts import CYCLE_DAYS
-from govlake.engine.base import Engine, sql_str
+from govlake.engine.base import sql_str
 from govlake.jobs.ingest import BATCHES
-from govlake.jobs.rules import CompiledContract, compile_check
 from govlake.jobs.suites import Check, Suite
 
 RESULTS = "validation_results"
@@ -108,22 +107,12 @@ def waived(ctx: Context, dataset: str) -> set[str]:
     return set(t.column("batch_id").to_pylist())
 
 
-def audit_batches(ctx: Context, engine: Engine, cc: CompiledContract, suite: Suite, batches: list[str]) -> BatchAudit:
-    """Fatal row rules counted per batch (one query over the pending rows) plus the batch rules."""
+def batch_rule_outcomes(ctx: Context, suite: Suite, dataset: str, batches: list[str]) -> BatchAudit:
+    """The batch rules (volume, timeliness), judged from the ingest log before any row is read."""
     audit = BatchAudit({b: [] for b in batches})
-    log = batch_log(ctx, cc.c.dataset)
+    log = batch_log(ctx, dataset)
     by_id = {r["batch_id"]: r for r in log}
-    excused = waived(ctx, cc.c.dataset)
-    fatal = [c for c in suite.row_checks(("fatal",))]
-    if fatal:
-        d = engine.dialect
-        sums = ", ".join(f"CAST(sum(CASE WHEN {compile_check(d, c, cc.value, cc.pid, cc.reg, cc.c)} THEN 1 ELSE 0 END) AS BIGINT) AS f{i}"
-                         for i, c in enumerate(fatal))
-        t = engine.fetch(f"SELECT _batch_id, count(*) AS n, {sums} FROM ({cc.typed_sql('(' + cc.std_sql('pending') + ')')}) a "
-                         f"GROUP BY _batch_id")
-        for r in t.to_pylist():
-            for i, c in enumerate(fatal):
-                audit.outcomes[r["_batch_id"]].append(Outcome(c, r["n"], r[f"f{i}"] or 0))
+    cycle = ctx.contract(dataset).catalog.update_cycle
     for b in batches:
         entry = by_id.get(b)
         if entry is None:
@@ -131,12 +120,24 @@ def audit_batches(ctx: Context, engine: Engine, cc: CompiledContract, suite: Sui
         history = [r for r in log if r["node"] == entry["node"] and r["batch_id"] != b
                    and (r["delivered_on"], r["ingested_at"]) < (entry["delivered_on"], entry["ingested_at"])]
         for c in suite.batch_checks():
-            audit.outcomes[b].append(_batch_rule(c, entry, history, cc.c.catalog.update_cycle))
-    for b in excused & set(batches):  # a steward released it: fatal rules are recorded but do not hold it
+            audit.outcomes[b].append(_batch_rule(c, entry, history, cycle))
+    return audit
+
+
+def add_fatal_row_outcomes(audit: BatchAudit, suite: Suite, rows: dict[str, int], counts: dict[tuple[str, str], int]) -> None:
+    """Fatal row rules per batch, from the counts gathered while the conform pass streamed."""
+    for c in suite.row_checks(("fatal",)):
+        name = suite.twin_of(c) or c.rule
+        for b in audit.outcomes:
+            audit.outcomes[b].append(Outcome(c, rows.get(b, 0), counts.get((b, name), 0)))
+
+
+def excuse(audit: BatchAudit, excused: set[str]) -> None:
+    """A steward released these batches: their fatal findings are recorded but do not hold them."""
+    for b in excused & set(audit.outcomes):
         audit.outcomes[b] = [Outcome(o.check, o.element_count, o.unexpected_count,
                                      (o.observed + "；" if o.observed else "") + "已由数据管理员放行", evaluated=False)
                              if o.check.severity == "fatal" and not o.success else o for o in audit.outcomes[b]]
-    return audit
 
 
 def _batch_rule(c: Check, entry: dict, history: list[dict], cycle: str) -> Outcome:
