@@ -291,6 +291,9 @@ def write_excel(report: Report, path: Path) -> Path:
 def write_data_docs(ctx: Context, out: Path) -> str | None:
     """GX Data Docs: every suite, and the latest validation of each silver batch and gold table as GX
     validation results (the counts come from our engine pass; GX renders them)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)  # pyspark (imported by GX) on pandas 3
     try:
         import great_expectations as gx
         from great_expectations.core.expectation_validation_result import (
@@ -306,9 +309,6 @@ def write_data_docs(ctx: Context, out: Path) -> str | None:
         return None
     import logging
     import shutil
-    import warnings
-
-    warnings.filterwarnings("ignore", category=FutureWarning)  # pyspark (imported by GX) on pandas 3
 
     from govlake.gx import gx_suite
     from govlake.jobs.suites import all_suites
