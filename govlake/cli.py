@@ -187,6 +187,36 @@ def bench(rows: str, workdir: Path | None, keep: bool, quality_only: bool) -> No
     (run_quality_bench if quality_only else run_bench)(sizes, workdir=workdir, keep=keep)
 
 
+@main.command()
+@click.argument("table")
+@click.option("--upstream", "direction", flag_value="upstream", help="What TABLE (or COLUMN) is computed from.")
+@click.option("--downstream", "direction", flag_value="downstream", default=True,
+              help="What depends on TABLE (or COLUMN): impact analysis (default).")
+@click.option("--column", default=None, help="Follow one column.")
+@click.option("--format", "fmt", type=click.Choice(["tree", "json"]), default="tree", show_default=True)
+@lake_option
+@friendly
+def lineage(table: str, direction: str, column: str | None, fmt: str, lake: str | None) -> None:
+    """Lineage of a table or column: upstream sources or downstream impact (e.g. silver.hukou_population)."""
+    from govlake.jobs.lineage import lineage_edges, walk
+
+    ctx = make_context(lake)
+    steps = walk(lineage_edges(ctx), table, column, direction)
+    if fmt == "json":
+        sys.stdout.write(json.dumps([s.__dict__ for s in steps], ensure_ascii=False, indent=1) + "\n")
+        return
+    start = f"{table}.{column}" if column else table
+    title = "上游来源" if direction == "upstream" else "下游影响（该表/字段变化时受影响的表与字段）"
+    console.print(f"[bold]{start}[/] 的{title}：")
+    if not steps:
+        console.print("  （无）")
+    for s in steps:
+        target = f"{s.table}.{s.column}" if s.column else s.table
+        console.print(f"{'  ' * s.depth}{'←' if direction == 'upstream' else '→'} {target}  [dim]{s.via} · {s.transformation}[/]")
+    tables = sorted({s.table for s in steps})
+    console.print(f"共 {len(tables)} 张表、{sum(1 for s in steps if s.column)} 个字段。")
+
+
 @main.group()
 def quality() -> None:
     """Expectation suites, quality scores and the stewards' report."""

@@ -31,6 +31,12 @@ class Context:
     def lake(self) -> Lake:
         return Lake(self.settings)
 
+    @cached_property
+    def lineage(self):  # -> govlake.lineage_events.LineageEmitter
+        from govlake.lineage_events import LineageEmitter
+
+        return LineageEmitter(self)
+
     def contract(self, dataset: str) -> Contract:
         self.registry  # cross-checks contracts against the registries first
         return get_contract(self.settings.schemas_dir, dataset)

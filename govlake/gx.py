@@ -68,6 +68,8 @@ def castable(value: str, type_: str, scale: int | None = None) -> bool:
     if type_ == "boolean":
         return v.upper() in ("是", "Y", "YES", "TRUE", "T", "1", "有", "否", "N", "NO", "FALSE", "F", "0", "无")
     formats = DATE_FORMATS if type_ == "date" else TS_FORMATS
+    if v.isdigit() and len(v) != 8:  # strptime reads 2015611 as %Y%m%d; the pipeline wants exactly 8 digits
+        return False
     for fmt in formats:
         try:
             datetime.strptime(v, fmt)

@@ -50,6 +50,7 @@ class ConformResult:
     warned: int = 0
     resolved: int = 0
     held: list[str] = field(default_factory=list)
+    outcomes: list[dict] = field(default_factory=list)  # the validation record of this run (meta.validation_results)
 
     @property
     def balanced(self) -> bool:
@@ -72,12 +73,45 @@ def pending_batches(ctx: Context, dataset: str) -> list[str]:
 
 def conform(ctx: Context, engine: Engine, dataset: str, *, rules: bool = True, run_id: str | None = None) -> ConformResult:
     """Conform the pending batches of one dataset. ``rules=False`` skips every expectation (typing and
-    pseudonymization still happen): only the quality benchmark uses it, as the baseline."""
-    contract = ctx.contract(dataset)
-    result = ConformResult(dataset=dataset)
+    pseudonymization still happen): only the quality benchmark uses it, as the baseline.
+
+    The run is an OpenLineage job ``conform.<dataset>``: bronze in (with the data-quality assertions of this
+    run), silver and quarantine out (with their column lineage), plus the meta tables it appends to."""
+    from govlake.lineage_events import DatasetRef
+
     batches = pending_batches(ctx, dataset)
     if not batches:
-        return result
+        return ConformResult(dataset=dataset)
+    lin = ctx.lineage
+    bronze = DatasetRef("bronze", dataset)
+    silver, quarantine = lin.table("silver", dataset), lin.table("quarantine", dataset)
+    outputs = [silver, quarantine, DatasetRef("meta", ACCOUNTING), DatasetRef("meta", "validation_results")]
+    with lin.run(f"conform.{dataset}", [bronze], outputs, engine=engine.name,
+                 description=f"标准化、校验与假名化：bronze.{dataset} → silver.{dataset} / quarantine.{dataset}") as ol:
+        result = _conform(ctx, engine, dataset, batches, rules, run_id)
+        silver.rows, quarantine.rows = result.silver_rows, result.quarantined
+        bronze.assertions = assertions(result.outcomes)
+        ol.output("meta", ACCOUNTING).rows = len(batches)
+    return result
+
+
+def assertions(outcomes: list[dict]) -> list[dict]:
+    """One OpenLineage assertion per rule over this run's batches: names and counts, never values."""
+    by_rule: dict[str, dict] = {}
+    for o in outcomes:
+        a = by_rule.setdefault(o["rule"], {"assertion": o["expectation_type"], "name": o["rule"], "column": o["column"],
+                                           "severity": o["severity"], "description": o["description"], "success": True,
+                                           "_n": 0, "_bad": 0})
+        a["success"] = a["success"] and bool(o["success"])
+        a["_n"] += o["element_count"] or 0
+        a["_bad"] += o["unexpected_count"] or 0
+    return [{k: v for k, v in a.items() if not k.startswith("_")} | {"actual": f"{a['_bad']} / {a['_n']} 行未通过"}
+            for a in by_rule.values()]
+
+
+def _conform(ctx: Context, engine: Engine, dataset: str, batches: list[str], rules: bool, run_id: str | None) -> ConformResult:
+    contract = ctx.contract(dataset)
+    result = ConformResult(dataset=dataset)
     result.batches = batches
     d = engine.dialect
     suite = silver_suite(ctx, dataset) if rules else Suite(f"silver.{dataset}", (), "")
@@ -170,6 +204,7 @@ def conform(ctx: Context, engine: Engine, dataset: str, *, rules: bool = True, r
         outcomes = row_outcomes(cc, split, batches, unchecked)
         results = [o.row(run_id=run_id, layer="silver", suite=suite.name, dataset=dataset, batch_id=b, node=nodes.get(b))
                    for b in batches for o in outcomes.get(b, []) + audit.outcomes.get(b, [])]
+        result.outcomes = results
         write_results(ctx, results, replace=f"dataset = {sql_str(dataset)} AND layer = 'silver' AND "
                                              f"{in_batches.replace('_batch_id', 'batch_id')}")
     ctx.lake.append("meta", ACCOUNTING, acc, commit=ctx.lake.commit(f"govlake-conform-{dataset}-{batch_key}"))

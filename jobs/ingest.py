@@ -128,7 +128,23 @@ def delivery_date(path: Path, given: date | None, now: datetime) -> date:
 
 def ingest_file(ctx: Context, path: Path, node: str, dataset: str,
                 progress: Callable[[int], None] | None = None, delivered_on: date | None = None) -> IngestResult:
-    """Ingest one file; never raises for a bad file (the result says refused), only for lake failures."""
+    """Ingest one file; never raises for a bad file (the result says refused), only for lake failures.
+
+    The run is an OpenLineage job ``ingest.<dataset>``: the delivered file in, bronze out (FAIL if refused)."""
+    from govlake.lineage_events import DatasetRef
+
+    src = DatasetRef("file", Path(path).name, files=str(Path(path).resolve()))
+    with ctx.lineage.run(f"ingest.{dataset}", [src], [DatasetRef("bronze", dataset)], engine="pyarrow",
+                         description=f"{node} 报送文件导入原始层 bronze.{dataset}") as ol:
+        result = _ingest_file(ctx, path, node, dataset, progress, delivered_on)
+        ol.output("bronze", dataset).rows = result.rows if result.status == "ingested" else 0
+        if result.status == "refused":
+            ol.fail(result.message)
+    return result
+
+
+def _ingest_file(ctx: Context, path: Path, node: str, dataset: str,
+                 progress: Callable[[int], None] | None = None, delivered_on: date | None = None) -> IngestResult:
     contract = ctx.contract(dataset)
     result = IngestResult(file=str(path), dataset=dataset, node=node, status="refused")
     now = datetime.now(timezone.utc)

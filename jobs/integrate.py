@@ -62,6 +62,18 @@ def rebuild(ctx: Context, engine: Engine, table: str, sources: list[str], make_s
     prior = last_build(ctx, table)
     if prior and prior.get("sources") == versions:
         return GoldResult(table, "unchanged", message="上游未变化，跳过")
+    from govlake.lineage_events import DatasetRef
+
+    out = ctx.lineage.table("gold", table)
+    with ctx.lineage.run(f"gold.{table}", [DatasetRef(*ref.split(".", 1)) for ref in sources], [out],
+                         engine=engine.name, description=description):
+        result = _build(ctx, engine, table, versions, make_sql, description, suite, run_id)
+        out.rows = result.rows if result.status == "built" else 0
+    return result
+
+
+def _build(ctx: Context, engine: Engine, table: str, versions: dict[str, int], make_sql: Callable[[], str],
+           description: str, suite: Suite | None, run_id: str | None) -> GoldResult:
     for ref, version in versions.items():
         engine.register_delta(ref.replace(".", "__"), *ref.split(".", 1), version=version)
     candidate = f"gold_candidate__{table}"

@@ -54,6 +54,7 @@ def conform_order(ctx: Context, names: list[str]) -> list[str]:
 
 def run_pending(ctx: Context, engine: Engine, datasets: list[str] | None = None,
                 on_step: Callable[[str], None] | None = None, run_id: str | None = None) -> RunReport:
+    from govlake.jobs.lineage import build_lineage_table
     from govlake.jobs.scoring import score_run
 
     report = RunReport(run_id=run_id or new_run_id())
@@ -74,4 +75,7 @@ def run_pending(ctx: Context, engine: Engine, datasets: list[str] | None = None,
         if on_step:
             on_step("质量评分")
         score_run(ctx, engine, report.run_id, [b for r in report.conformed for b in r.batches])
+    if on_step:
+        on_step("血缘图")
+    build_lineage_table(ctx)
     return report

@@ -192,7 +192,7 @@ class CompiledContract:
         if f.type == "date":
             parts = [f"CASE WHEN length({s}) = 10 THEN {d.try_cast(s, 'DATE')} END",
                      f"CASE WHEN {d.regex_full(s, '[0-9]{8}')} THEN {d.parse_date(s, '%Y%m%d')} END"]
-            parts += [d.parse_date(s, fmt) for fmt in DATE_FORMATS[1:]]
+            parts += [d.parse_date(s, fmt) for fmt in DATE_FORMATS]  # %Y-%m-%d again: 2015-6-1 is not 10 long
             return f"coalesce({', '.join(parts)})"
         if f.type == "timestamp":
             return f"coalesce({', '.join(d.parse_timestamp(s, fmt) for fmt in TS_FORMATS)})"

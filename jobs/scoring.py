@@ -120,9 +120,23 @@ def _row_tallies(ctx: Context, engine: Engine, dataset: str, batches: list[str])
 
 
 def score_run(ctx: Context, engine: Engine, run_id: str, batches: list[str]) -> pa.Table:
-    """Score the batches conformed in ``run_id`` and append the scores to gold.quality_scores."""
+    """Score the batches conformed in ``run_id`` and append the scores to gold.quality_scores
+    (OpenLineage job ``quality.score``)."""
     if not batches:
         return pa.Table.from_pylist([], schema=SCORE_SCHEMA)
+    from govlake.lineage_events import DatasetRef
+
+    inputs = [DatasetRef(*e.source.split(".", 1)) for e in ctx.lineage.edges if e.target == f"gold.{SCORES}"
+              and ctx.lake.exists(*e.source.split(".", 1))]
+    out = DatasetRef("gold", SCORES)
+    with ctx.lineage.run("quality.score", inputs, [out], engine=engine.name,
+                         description="按五个质量维度为本次运行的批次评分"):
+        table = _score_run(ctx, engine, run_id, batches)
+        out.rows = table.num_rows
+    return table
+
+
+def _score_run(ctx: Context, engine: Engine, run_id: str, batches: list[str]) -> pa.Table:
     in_b = ", ".join(map(sql_str, batches))
     acc = ctx.lake.read("meta", ACCOUNTING, filter_sql=f"batch_id IN ({in_b})").to_pylist()
     timely = {}
@@ -132,7 +146,10 @@ def score_run(ctx: Context, engine: Engine, run_id: str, batches: list[str]) -> 
             timely[r["batch_id"]] = bool(r["success"])
     from govlake.jobs.validate import batch_log
 
-    conflicts = _conflicts_by_dataset(ctx)
+    by_ds: dict[str, list[str]] = defaultdict(list)
+    for a in acc:
+        by_ds[a["dataset"]].append(a["batch_id"])
+    conflicts = _conflicts_by_dataset(ctx, engine, by_ds)
     node_of: dict[str, str] = {}
     by_scope: dict[tuple[str, str | None, str | None, str | None], Tally] = defaultdict(Tally)
     datasets = sorted({a["dataset"] for a in acc})
@@ -193,15 +210,27 @@ def _label(ctx: Context, ds: str | None, node: str | None, district: str | None)
     return " · ".join(parts)
 
 
-def _conflicts_by_dataset(ctx: Context) -> dict[str, int]:
-    """Subjects in a cross-source conflict, per dataset (either side of the pair)."""
+def _conflicts_by_dataset(ctx: Context, engine: Engine, batches_by_ds: dict[str, list[str]]) -> dict[str, int]:
+    """Per dataset, subjects delivered in this run's batches that are in a cross-source conflict."""
     from govlake.jobs.crosscheck import CONFLICTS
 
     if not ctx.lake.exists("gold", CONFLICTS):
         return {}
-    t = ctx.lake.read("gold", CONFLICTS, columns=["subject_key", "dataset_a", "dataset_b"]).to_pylist()
-    seen: dict[str, set] = defaultdict(set)
-    for r in t:
-        seen[r["dataset_a"]].add(r["subject_key"])
-        seen[r["dataset_b"]].add(r["subject_key"])
-    return {k: len(v) for k, v in seen.items()}
+    keys: dict[str, str] = {}
+    for item in ctx.registry.data_items.values():
+        for s in item.sources:
+            f = ctx.contract(s.dataset).field(s.key)
+            keys[s.dataset] = f"{s.key}_pid" if f.is_pii and f.mask is not None else s.key
+    out: dict[str, int] = {}
+    engine.register_delta("score_conflicts", "gold", CONFLICTS)
+    for ds, batches in batches_by_ds.items():
+        if ds not in keys or not engine.register_delta("score_run_rows", "silver", ds):
+            continue
+        v = engine.dialect.varchar()
+        out[ds] = engine.scalar(
+            f"SELECT count(DISTINCT c.subject_key) FROM score_conflicts c JOIN (SELECT DISTINCT CAST({keys[ds]} AS {v}) AS k "
+            f"FROM score_run_rows WHERE _batch_id IN ({', '.join(map(sql_str, batches))})) r ON c.subject_key = r.k "
+            f"WHERE c.dataset_a = {sql_str(ds)} OR c.dataset_b = {sql_str(ds)}") or 0
+        engine.drop("score_run_rows")
+    engine.drop("score_conflicts")
+    return out
