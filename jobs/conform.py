@@ -331,7 +331,7 @@ class StreamSplit:
                 b = b.filter(pc.invert(failed))
             dup = b.column("_dup")
             if pc.any(dup).as_py():
-                self._dups.append(b.filter(dup))
+                self._dups.append(b.filter(dup).select(out_schema.names))  # only what silver keeps
                 b = b.filter(pc.invert(dup))
             b = b.select(out_schema.names)
             self._count(b.column("_batch_id"), "silver_rows")

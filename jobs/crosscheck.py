@@ -25,6 +25,9 @@ from govlake.registry import DataItem, ItemSource
 
 CONFLICTS = "source_conflicts"
 SUMMARY = "crosscheck_summary"
+CONFLICT_COLUMNS = ("item", "item_title", "subject", "subject_key", "dataset_a", "node_a", "value_a", "dataset_b", "node_b",
+                    "value_b", "authoritative_node", "authoritative_value", "basis")
+SUMMARY_COLUMNS = ("item", "item_title", "dataset_a", "dataset_b", "compared", "conflicts", "authoritative_node")
 
 
 def _hidden(c: Contract, name: str) -> bool:
@@ -96,10 +99,12 @@ def crosscheck(ctx: Context, engine: Engine, run_id: str | None = None) -> list[
     sources = sorted({f"silver.{s.dataset}" for i in items for s in i.sources if ctx.lake.exists("silver", s.dataset)})
     if not any(_pairs(ctx, i) for i in items):
         return [GoldResult(CONFLICTS, "waiting", message="尚无两个以上来源的数据项可比对")]
+    from govlake.jobs.suites import gold_suite
+
     return [
         rebuild(ctx, engine, CONFLICTS, sources, lambda: conflicts_sql(ctx, engine, items),
                 "多源校核冲突：同一自然人或法人在不同来源中取值不一致的数据项（取值均已脱敏），及其权威来源（一数一源）",
-                run_id=run_id),
+                suite=gold_suite(ctx, CONFLICTS), run_id=run_id),
         rebuild(ctx, engine, SUMMARY, sources, lambda: summary_sql(ctx, engine, items),
-                "多源校核汇总：每个数据项、每对来源的比对主体数与冲突数", run_id=run_id),
+                "多源校核汇总：每个数据项、每对来源的比对主体数与冲突数", suite=gold_suite(ctx, SUMMARY), run_id=run_id),
     ]

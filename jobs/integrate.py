@@ -39,7 +39,7 @@ def last_build(ctx: Context, table: str) -> dict | None:
 
 
 def build_model(ctx: Context, engine: Engine, model: GoldModel, run_id: str | None = None) -> GoldResult:
-    suite = gold_suite(ctx, model)
+    suite = gold_suite(ctx, model.table)
     return rebuild(ctx, engine, model.table, list(model.sources), lambda: model.compiled_sql(engine.dialect.name),
                    f"{model.title}：{model.description}", suite=suite, run_id=run_id)
 
@@ -95,6 +95,21 @@ def _build(ctx: Context, engine: Engine, table: str, versions: dict[str, int], m
         engine.drop(ref.replace(".", "__"))
     engine.drop(candidate)
     return result
+
+
+def audit_arrow(ctx: Context, engine: Engine, table: str, data, run_id: str | None) -> list[str]:
+    """Write-audit-publish for a gold table a job computes in Python: evaluate its suite on the Arrow data,
+    record the outcomes, and return the blocking rules (empty: publish)."""
+    suite = gold_suite(ctx, table)
+    view = f"gold_candidate__{table}"
+    engine.register_arrow(view, data)
+    try:
+        outcomes = validate_table(engine, suite, view)
+    finally:
+        engine.drop(view)
+    write_results(ctx, [o.row(run_id=run_id or "adhoc", layer="gold", suite=suite.name, dataset=table, batch_id=None,
+                              node=None) for o in outcomes], replace=None)
+    return [o.check.rule for o in outcomes if o.check.severity in ("error", "fatal") and not o.success]
 
 
 def validate_table(engine: Engine, suite: Suite, relation: str) -> list[Outcome]:

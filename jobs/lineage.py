@@ -121,19 +121,27 @@ EDGE_SCHEMA = pa.schema([("source", pa.string()), ("source_column", pa.string())
                          ("target_column", pa.string()), ("job", pa.string()), ("transformation", pa.string())])
 
 
-def build_lineage_table(ctx: Context) -> int:
-    """Write gold.lineage_edges (replaced whole; it is small and fully declared), as job ``lineage.graph``."""
+def build_lineage_table(ctx: Context, engine=None, run_id: str | None = None) -> int:
+    """Write gold.lineage_edges (replaced whole; it is small and fully declared), as job ``lineage.graph``;
+    with an engine, its gold suite audits the edges before they are published."""
     from govlake.lineage_events import DatasetRef
 
     out = DatasetRef("gold", EDGES)
     with ctx.lineage.run("lineage.graph", [], [out], description="由契约、金层模型与一数一源登记表生成血缘图"):
-        out.rows = _write_edges(ctx)
+        out.rows = _write_edges(ctx, engine, run_id)
     return out.rows
 
 
-def _write_edges(ctx: Context) -> int:
+def _write_edges(ctx: Context, engine, run_id: str | None) -> int:
     edges = all_edges(ctx)
     t = pa.Table.from_pylist([e.__dict__ for e in edges], schema=EDGE_SCHEMA)
+    if engine is not None:
+        from govlake.errors import PipelineError
+        from govlake.jobs.integrate import audit_arrow
+
+        blocking = audit_arrow(ctx, engine, EDGES, t, run_id)
+        if blocking:
+            raise PipelineError(f"血缘图未通过校验（{'、'.join(blocking)}）", hint="检查契约与金层模型中的字段来源声明")
     if ctx.lake.exists("gold", EDGES):
         current = ctx.lake.read("gold", EDGES)
         if current.num_rows == t.num_rows and current.sort_by([(n, "ascending") for n in EDGE_SCHEMA.names]).equals(

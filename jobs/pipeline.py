@@ -77,5 +77,5 @@ def run_pending(ctx: Context, engine: Engine, datasets: list[str] | None = None,
         score_run(ctx, engine, report.run_id, [b for r in report.conformed for b in r.batches])
     if on_step:
         on_step("血缘图")
-    build_lineage_table(ctx)
+    build_lineage_table(ctx, engine, report.run_id)
     return report

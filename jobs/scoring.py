@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from govlake.context import Context
 from govlake.engine.base import Engine, sql_str
+from govlake.errors import PipelineError
 from govlake.jobs.conform import ACCOUNTING
 from govlake.jobs.validate import RESULTS
 
@@ -192,6 +193,12 @@ def _score_run(ctx: Context, engine: Engine, run_id: str, batches: list[str]) ->
                     "label": _label(ctx, ds, node, district), "rows": t.rows, "batches": len(t.batches),
                     **{k: None if v is None else round(v, 6) for k, v in dims.items()}, "score": weighted_score(dims)})
     table = pa.Table.from_pylist(out, schema=SCORE_SCHEMA)
+    from govlake.jobs.integrate import audit_arrow
+
+    blocking = audit_arrow(ctx, engine, SCORES, table, run_id) if table.num_rows else []
+    if blocking:
+        raise PipelineError(f"质量评分未通过金层校验（{'、'.join(blocking)}），本次评分未发布",
+                            hint="查看 meta.validation_results 中 dataset = 'quality_scores' 的记录")
     if table.num_rows:
         if ctx.lake.exists("gold", SCORES):
             ctx.lake.table("gold", SCORES).delete(f"run_id = {sql_str(run_id)}")  # a re-scored run replaces itself

@@ -260,10 +260,12 @@ def build_silver_suite(c: Contract, reg: Registry, expectations_dir: Path) -> Su
     return Suite(f"silver.{c.dataset}", tuple(checks), _content_digest(checks))
 
 
-def build_gold_suite(table: str, columns: list[str], key: list[str], expectations_dir: Path) -> Suite:
-    """Gold suites: the model's key is unique and present, plus the hand-written file's expectations."""
+def build_gold_suite(table: str, columns: list[str], key: list[str], expectations_dir: Path,
+                     key_required: bool = True) -> Suite:
+    """Gold suites: the table's key is unique (and present), plus the hand-written file's expectations."""
     path = expectations_dir / "gold" / f"{table}.yaml"
-    checks = [Check(f"{k}.required", "expect_column_values_to_not_be_null", {"column": k}, "error", f"{k} 不能为空") for k in key]
+    checks = [Check(f"{k}.required", "expect_column_values_to_not_be_null", {"column": k}, "error", f"{k} 不能为空")
+              for k in key if key_required]
     if len(key) == 1:
         checks.append(Check(f"{key[0]}.unique", "expect_column_values_to_be_unique", {"column": key[0]}, "error",
                             f"{key[0]} 必须唯一（每个主键一行）"))
@@ -322,43 +324,51 @@ def silver_suite(ctx, dataset: str) -> Suite:  # ctx: govlake.context.Context
     return stored if stored is not None and stored.digest == built.digest else built
 
 
-def gold_suite(ctx, model) -> Suite:  # model: govlake.models.GoldModel
-    built = build_gold_suite(model.table, [c.name for c in model.columns], list(model.key), ctx.settings.expectations_dir)
+def gold_tables(ctx) -> dict[str, tuple[list[str], list[str], bool]]:
+    """Every gold table with a suite: name -> (columns, key, key columns required).
+
+    The declarative models, plus the governance tables the jobs build (cross-check, scores, lineage), whose
+    keys may hold NULLs (a dataset-level score has no node) and are only checked for uniqueness."""
+    from govlake.jobs.crosscheck import CONFLICT_COLUMNS, SUMMARY_COLUMNS
+    from govlake.jobs.lineage import EDGE_SCHEMA
+    from govlake.jobs.scoring import SCORE_SCHEMA
+    from govlake.models import load_models
+
+    out = {m.table: ([c.name for c in m.columns], list(m.key), True) for m in load_models(ctx.settings.schemas_dir).values()}
+    out["source_conflicts"] = (list(CONFLICT_COLUMNS), ["item", "subject_key", "dataset_a", "dataset_b"], True)
+    out["crosscheck_summary"] = (list(SUMMARY_COLUMNS), ["item", "dataset_a", "dataset_b"], True)
+    out["quality_scores"] = (SCORE_SCHEMA.names, ["run_id", "scope", "dataset", "node", "district"], False)
+    out["lineage_edges"] = (EDGE_SCHEMA.names, ["source", "source_column", "target", "target_column"], False)
+    return dict(sorted(out.items()))
+
+
+def gold_suite(ctx, table: str) -> Suite:
+    columns, key, required = gold_tables(ctx)[table]
+    built = build_gold_suite(table, columns, key, ctx.settings.expectations_dir, required)
     stored = load_suite_file(ctx.settings.expectations_dir, built.name)
     return stored if stored is not None and stored.digest == built.digest else built
 
 
-def all_suites(ctx) -> list[Suite]:
-    from govlake.models import load_models
-
-    out = [silver_suite(ctx, d) for d in sorted(ctx.registry.contracts)]
-    out += [gold_suite(ctx, m) for m in sorted(load_models(ctx.settings.schemas_dir).values(), key=lambda m: m.table)]
+def _builds(ctx) -> list[Suite]:
+    exp = ctx.settings.expectations_dir
+    out = [build_silver_suite(ctx.contract(d), ctx.registry, exp) for d in sorted(ctx.registry.contracts)]
+    out += [build_gold_suite(t, cols, key, exp, req) for t, (cols, key, req) in gold_tables(ctx).items()]
     return out
 
 
-def stale_suites(ctx) -> list[str]:
-    """Names of suites whose checked-in JSON is missing or older than its sources."""
-    from govlake.models import load_models
+def all_suites(ctx) -> list[Suite]:
+    return [silver_suite(ctx, d) for d in sorted(ctx.registry.contracts)] + [gold_suite(ctx, t) for t in gold_tables(ctx)]
 
+
+def stale_suites(ctx) -> list[str]:
+    """Names of suites whose checked-in JSON is missing or differs from what its sources build."""
     out = []
-    exp = ctx.settings.expectations_dir
-    builds = [build_silver_suite(ctx.contract(d), ctx.registry, exp) for d in sorted(ctx.registry.contracts)]
-    builds += [build_gold_suite(m.table, [c.name for c in m.columns], list(m.key), exp)
-               for m in load_models(ctx.settings.schemas_dir).values()]
-    for b in builds:
-        stored = load_suite_file(exp, b.name)
-        if stored is None or stored.digest != b.digest or stored.to_gx_json() != b.to_gx_json():
+    for b in _builds(ctx):
+        stored = load_suite_file(ctx.settings.expectations_dir, b.name)
+        if stored is None or stored.to_gx_json() != b.to_gx_json():
             out.append(b.name)
     return sorted(out)
 
 
 def write_all(ctx) -> list[Path]:
-    from govlake.models import load_models
-
-    exp = ctx.settings.expectations_dir
-    paths = [write_suite(exp, build_silver_suite(ctx.contract(d), ctx.registry, exp)) for d in sorted(ctx.registry.contracts)]
-    paths += [write_suite(exp, build_gold_suite(m.table, [c.name for c in m.columns], list(m.key), exp))
-              for m in load_models(ctx.settings.schemas_dir).values()]
-    return paths
-
-
+    return [write_suite(ctx.settings.expectations_dir, b) for b in _builds(ctx)]

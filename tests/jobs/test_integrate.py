@@ -78,3 +78,34 @@ def test_legal_entities_take_the_authoritative_source(ctx, engine, tmp_path: Pat
     assert (school["name"], school["source_node"], school["source_count"]) == ("广州某民办学校", "mzj", 2)
     prof = {r["district_code"]: r for r in ctx.lake.read("gold", "district_profile").to_pylist()}
     assert prof["440106"]["active_market_entities"] == 1 and prof["440106"]["social_organizations"] == 1
+
+
+def test_gold_that_fails_its_suite_keeps_the_previous_version(tmp_path: Path, monkeypatch) -> None:
+    """Write, audit, publish on gold: a build failing an error expectation is not committed."""
+    import shutil
+
+    from tests.conftest import PROJECT
+
+    proj = tmp_path / "proj"
+    for sub in ("schemas", "catalog", "expectations"):
+        shutil.copytree(PROJECT / sub, proj / sub)
+    monkeypatch.setenv("GOVLAKE_PROJECT", str(proj))
+    monkeypatch.setenv("GOVLAKE_PSEUDONYM_KEY", "k")
+    from govlake.context import Context
+
+    ctx = Context.from_env(str(tmp_path / "lake"))
+    seed_people(ctx, tmp_path)
+    with ctx.engine() as engine:
+        assert {g.table: g.status for g in run_pending(ctx, engine).gold}["population"] == "built"
+        version = ctx.lake.table("gold", "population").version()
+        # A stricter (hand-written) gold rule that today's data breaks: born before 1980 only.
+        overlay = proj / "expectations" / "gold" / "population.yaml"
+        overlay.write_text(overlay.read_text(encoding="utf-8").replace("max_value: 2100", "max_value: 1980"), encoding="utf-8")
+        more = write_csv(tmp_path / "h2.csv", HUKOU, [[ric_number(seq="555"), "赵六", "男", "1991-01-01", "440106", "广州", "2020-01-02"]])
+        assert ingest(ctx, [more], "gaj", "hukou_population")[0].ok
+        gold = {g.table: g for g in run_pending(ctx, engine).gold}
+    assert gold["population"].status == "blocked" and "birth_year.range" in gold["population"].message
+    assert ctx.lake.table("gold", "population").version() == version  # previous version still published
+    results = ctx.lake.read("meta", "validation_results", filter_sql="dataset = 'population' AND rule = 'birth_year.range'")
+    assert [r["success"] for r in results.to_pylist()] == [True, False] or \
+        sorted(r["success"] for r in results.to_pylist()) == [False, True]
