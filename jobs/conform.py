@@ -184,7 +184,7 @@ def _conform(ctx: Context, engine: Engine, dataset: str, batches: list[str], rul
     # Quarantine: the failing rows as the pass set them aside; replaces an earlier attempt's rows.
     if split.quarantine_rows or (rules and not ctx.lake.exists("quarantine", dataset)):
         write_quarantine(ctx, dataset, split.quarantine_table(), in_batches, commit, contract.title)
-    result.resolved = resolve_quarantine(ctx, engine, cc, dataset)
+    result.resolved = resolve_quarantine(ctx, engine, cc, dataset, batches)
 
     # The validation record and the books, per batch; written last so a crash re-runs the batches idempotently.
     now = datetime.now(timezone.utc)
@@ -409,8 +409,12 @@ def _flat_counts(batch_ids: pa.ChunkedArray, lists: pa.ChunkedArray) -> Counter[
                                                    g.column("r_count").to_pylist())})
 
 
-def resolve_quarantine(ctx: Context, engine: Engine, cc: CompiledContract, dataset: str) -> int:
+def resolve_quarantine(ctx: Context, engine: Engine, cc: CompiledContract, dataset: str,
+                       batches: list[str] | None = None) -> int:
     """Mark open quarantine rows resolved when a later valid row for the same key reached silver.
+
+    Only rows that reached silver from ``batches`` (this run) can resolve anything: a row that was already in
+    silver had its chance when it arrived.
 
     This is how a steward's corrected re-delivery "leaves quarantine": the rows stay (nothing is lost) with
     ``_status = 'resolved'`` and the batch that fixed them.
@@ -423,11 +427,12 @@ def resolve_quarantine(ctx: Context, engine: Engine, cc: CompiledContract, datas
         engine.drop("q_src")
         return 0
     engine.register_delta("s_now", "silver", dataset)
+    only = f"WHERE _batch_id IN ({', '.join(map(sql_str, batches))})" if batches else ""
     later = "(q._ingested_at < f._ingested_at OR (q._batch_id = f._batch_id AND q._row_number < f._row_number))"
     src = engine.fetch(
         f"SELECT q._key, q._batch_id, q._row_number, f._batch_id AS _fixed_by "
         f"FROM (SELECT * FROM q_src WHERE _status = 'open' AND _key IS NOT NULL) q "
-        f"JOIN (SELECT {cc.key_text('silver')} AS _key, _batch_id, _row_number, _ingested_at FROM s_now) f "
+        f"JOIN (SELECT {cc.key_text('silver')} AS _key, _batch_id, _row_number, _ingested_at FROM s_now {only}) f "
         f"ON q._key = f._key WHERE {later}"
     )
     engine.drop("q_src")
