@@ -46,6 +46,14 @@ def run_demo(ctx: Context, rows: int = 200_000, landing: Path | None = None, see
         report = run_pending(ctx, engine, on_step=on_step)
     print_run_report(report)
     summary = summarize(ctx, results)
+    if ctx.settings.is_local:
+        from govlake.jobs.report import build_report
+
+        with step_status() as on_step:
+            on_step("生成数据质量报告")
+            out = build_report(ctx, report_dir(ctx))
+        console.print(f"\n数据质量报告：{out['html']}（{out['findings']} 条未通过的规则；Excel：{out['excel'].name}；"
+                      f"GX 数据文档：{'已生成' if out['data_docs'] else '未安装 great-expectations，跳过'}）")
     console.print(f"\n用时 {time.monotonic() - started:.0f} 秒。")
     next_steps(ctx)
     return summary
@@ -91,10 +99,15 @@ def summarize(ctx: Context, results: list) -> dict:
     return {"files": len(results), "refused": len(refused), **totals, "balanced": balanced}
 
 
+def report_dir(ctx: Context) -> Path:
+    return Path(ctx.settings.lake_root).parent / "reports" / "quality"
+
+
 def next_steps(ctx: Context) -> None:
     lake = ctx.settings.lake_root
     console.print("\n下一步可以看：")
-    console.print(f'  govlake quality report --lake {lake} --out {Path(str(lake)).parent / "reports" / "quality"}   # 数据质量报告（HTML、Excel、GX 数据文档）')
+    console.print(f'  govlake quality report --lake {lake} --out {report_dir(ctx)}   # 重新生成数据质量报告（HTML、Excel、GX 数据文档）')
+    console.print(f'  govlake lineage --lake {lake} bronze.hukou_population --column name   # 血缘与影响分析')
     console.print(f'  govlake sql --lake {lake} "SELECT * FROM information_schema.tables"')
     console.print(f'  govlake sql --lake {lake} "SELECT scope, label, score FROM gold.quality_scores ORDER BY score LIMIT 10"')
     console.print(f'  govlake sql --lake {lake} "SELECT * FROM gold.district_profile ORDER BY district_code"')
