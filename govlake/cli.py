@@ -217,6 +217,42 @@ def lineage(table: str, direction: str, column: str | None, fmt: str, lake: str 
     console.print(f"共 {len(tables)} 张表、{sum(1 for s in steps if s.column)} 个字段。")
 
 
+@main.command()
+@click.argument("search", required=False)
+@click.option("--nodes", "show_nodes", is_flag=True, help="List the 1+11+N nodes with their health instead of resources.")
+@click.option("--items", "show_items", is_flag=True, help="List information items (信息项) instead of resources.")
+@click.option("--node", default=None, help="Only resources delivered by this node.")
+@click.option("--share", default=None, type=click.Choice(["无条件共享", "有条件共享", "不予共享"]))
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "xlsx"]), default="table", show_default=True)
+@click.option("--out", "out_file", type=click.Path(path_type=Path), default=None, help="Write the export here.")
+@lake_option
+@friendly
+def catalog(search: str | None, show_nodes: bool, show_items: bool, node: str | None, share: str | None, fmt: str,
+            out_file: Path | None, lake: str | None) -> None:
+    """The 1+11+N data resource catalog: list, search (name, code, summary, items) and export."""
+    from govlake.jobs.catalog import ITEMS, NODES, RESOURCES, export, search_rows
+
+    ctx = make_context(lake)
+    table = NODES if show_nodes else ITEMS if show_items else RESOURCES
+    rows = search_rows(ctx, table, search, node=node, share=share)
+    if fmt != "table" or out_file:
+        path = export(rows, fmt if fmt != "table" else "xlsx", out_file, table)
+        if path is None:
+            return
+        console.print(f"已导出 {len(rows)} 条 → {path}")
+        return
+    cols = {NODES: ["code", "name", "kind_title", "resources", "last_delivery", "health", "quality_score"],
+            RESOURCES: ["code", "name", "provider", "share", "open", "update_cycle", "silver_rows", "freshness", "quality_score"],
+            ITEMS: ["resource_code", "resource_name", "item_name", "type", "pii", "grade"]}[table]
+    t = Table(title={NODES: "一张网：1+11+N 节点", RESOURCES: "一张图：数据资源目录", ITEMS: "一本账：信息项"}[table])
+    for c in cols:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*["" if r.get(c) is None else str(r[c]) for c in cols])
+    console.print(t)
+    console.print(f"共 {len(rows)} 条" + (f"（检索：{search}）" if search else ""))
+
+
 @main.group()
 def quality() -> None:
     """Expectation suites, quality scores and the stewards' report."""

@@ -74,6 +74,11 @@ class Lake:
         self._handles[uri] = dt
         return dt
 
+    def arrow_schema(self, layer: str, name: str) -> pa.Schema | None:
+        """The table's current schema as a pyarrow schema (delta-rs hands out arro3 types)."""
+        dt = self.table(layer, name)
+        return None if dt is None else pa.schema(dt.schema().to_arrow())
+
     def list_tables(self, layer: str) -> list[str]:
         """Names of the Delta tables present in a layer (local lakes list the directory, S3 lists prefixes)."""
         if self.settings.is_local:

@@ -150,11 +150,10 @@ class LineageRun:
     def _schema_facet(self, layer: str, name: str):
         from openlineage.client.facet_v2 import schema_dataset
 
-        dt = self.emitter.ctx.lake.table(layer, name) if layer in ("bronze", "silver", "quarantine", "gold", "meta") else None
-        if dt is None:
+        schema = self.emitter.ctx.lake.arrow_schema(layer, name) if layer in ("bronze", "silver", "quarantine", "gold", "meta") else None
+        if schema is None:
             return None
-        fields = [schema_dataset.SchemaDatasetFacetFields(name=f.name, type=str(f.type))
-                  for f in dt.schema().to_arrow()]
+        fields = [schema_dataset.SchemaDatasetFacetFields(name=f.name, type=str(f.type)) for f in schema]
         return schema_dataset.SchemaDatasetFacet(fields=fields)
 
     def build(self, state: str, error: BaseException | None = None):

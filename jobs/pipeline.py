@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from graphlib import TopologicalSorter
 
 from govlake.context import Context
@@ -53,7 +53,10 @@ def conform_order(ctx: Context, names: list[str]) -> list[str]:
 
 
 def run_pending(ctx: Context, engine: Engine, datasets: list[str] | None = None,
-                on_step: Callable[[str], None] | None = None, run_id: str | None = None) -> RunReport:
+                on_step: Callable[[str], None] | None = None, run_id: str | None = None,
+                as_of: date | None = None) -> RunReport:
+    """``as_of`` is the day freshness is judged on (default: today in Asia/Shanghai)."""
+    from govlake.jobs.catalog import build_catalog
     from govlake.jobs.lineage import build_lineage_table
     from govlake.jobs.scoring import score_run
 
@@ -78,4 +81,8 @@ def run_pending(ctx: Context, engine: Engine, datasets: list[str] | None = None,
     if on_step:
         on_step("血缘图")
     build_lineage_table(ctx, engine, report.run_id)
+    if report.conformed or not ctx.lake.exists("gold", "catalog_resources"):
+        if on_step:
+            on_step("编制数据资源目录")
+        build_catalog(ctx, as_of)
     return report
