@@ -253,6 +253,64 @@ def catalog(search: str | None, show_nodes: bool, show_items: bool, node: str | 
     console.print(f"共 {len(rows)} 条" + (f"（检索：{search}）" if search else ""))
 
 
+@main.command()
+@click.option("--findings", "only_findings", is_flag=True, help="Only the findings: 缺位, 越位, 一数一源.")
+@click.option("--node", default=None, help="Only this node's duties (or findings).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "xlsx"]), default="table", show_default=True)
+@click.option("--out", "out_file", type=click.Path(path_type=Path), default=None, help="Excel file for --format xlsx.")
+@lake_option
+@friendly
+def duties(only_findings: bool, node: str | None, fmt: str, out_file: Path | None, lake: str | None) -> None:
+    """The duties-data list (职能数据清单): duty -> catalog -> data, with 缺位 / 越位 / 一数一源 findings."""
+    from govlake.errors import RegistryError
+    from govlake.jobs.duties import FINDINGS, LIST
+
+    ctx = make_context(lake)
+    if not ctx.lake.exists("gold", LIST):
+        raise RegistryError("职能数据清单尚未生成", hint="先运行 govlake run（或 govlake demo）")
+    if node:
+        ctx.registry.node(node)
+    lst = [r for r in ctx.lake.read("gold", LIST).to_pylist() if not node or r["node"] == node
+           or (r["node"] == "districts" and ctx.registry.nodes[node].kind == "district")]
+    found = [r for r in ctx.lake.read("gold", FINDINGS).to_pylist() if not node or r["node"] == node]
+    if fmt == "json":
+        sys.stdout.write(json.dumps({"findings": found} if only_findings else {"duties": lst, "findings": found},
+                                    ensure_ascii=False, default=str, indent=1) + "\n")
+        return
+    if fmt == "xlsx":
+        from openpyxl import Workbook
+
+        wb = Workbook()
+        wb.remove(wb.active)
+        for title, rows in ([] if only_findings else [("职能数据清单", lst)]) + [("问题清单", found)]:
+            ws = wb.create_sheet(title)
+            header = list(rows[0]) if rows else []
+            ws.append(header)
+            for r in rows:
+                ws.append([str(r[h]) if r[h] is not None and not isinstance(r[h], (int, float, str)) else r[h] for h in header])
+            ws.freeze_panes = "A2"
+        path = out_file or Path("职能数据清单.xlsx")
+        wb.save(path)
+        console.print(f"已导出职能数据清单 → {path}")
+        return
+    if not only_findings:
+        t = Table(title="职能数据清单（职责 → 目录 → 数据）")
+        for c in ("节点", "职责", "关系", "目录代码", "数据资源", "标准层行数", "及时性"):
+            t.add_column(c)
+        for r in lst:
+            t.add_row(r["node_name"], r["duty"], r["relation"], r["resource_code"] or "—", r["resource_name"] or (r["dataset"] or "—"),
+                      "" if r["silver_rows"] is None else f"{r['silver_rows']:,}", r["freshness"] or "")
+        console.print(t)
+    f = Table(title="问题清单")
+    for c in ("类型", "节点", "说明", "处理建议"):
+        f.add_column(c)
+    for r in found:
+        f.add_row(r["kind"], r["node_name"] or "—", r["detail"], r["action"])
+    console.print(f)
+    counts = {k: sum(1 for r in found if r["kind"] == k) for k in ("缺位", "越位", "一数一源")}
+    console.print("　".join(f"{k} {v} 项" for k, v in counts.items()))
+
+
 @main.group()
 def quality() -> None:
     """Expectation suites, quality scores and the stewards' report."""

@@ -89,11 +89,27 @@ class DataItem:
 
 
 @dataclass(frozen=True)
+class Duty:
+    """One mandated function (三定职责) of a node and the data it produces or requires."""
+
+    id: str
+    node: str  # a node code, or "districts" for every district node
+    title: str
+    basis: str = ""
+    produces: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Registry:
     nodes: dict[str, Node]
     code_lists: dict[str, CodeList]
     contracts: dict[str, Contract]
     data_items: dict[str, DataItem] = field(default_factory=dict)
+    duties: dict[str, Duty] = field(default_factory=dict)
+
+    def duty_nodes(self, duty: Duty) -> list[str]:
+        return [n.code for n in self.districts] if duty.node == DISTRICTS_TOKEN else [duty.node]
 
     @property
     def districts(self) -> list[Node]:
@@ -181,7 +197,34 @@ def _load_registry(catalog_dir: str, schemas_dir: str) -> Registry:
                     hint=did_you_mean(f.codes, set(code_lists)) or "在 catalog/codes/ 下新增代码表",
                 )
     items = _load_data_items(cat / "data_items.yaml", nodes, contracts)
-    return Registry(nodes=nodes, code_lists=code_lists, contracts=contracts, data_items=items)
+    duties = _load_duties(cat / "duties.yaml", nodes, contracts)
+    return Registry(nodes=nodes, code_lists=code_lists, contracts=contracts, data_items=items, duties=duties)
+
+
+def _load_duties(path: Path, nodes: dict[str, Node], contracts: dict[str, Contract]) -> dict[str, Duty]:
+    """Duties by id; a contract naming an unknown duty, or a duty of an unknown node, fails at load time.
+    Datasets a duty produces but nobody catalogued are allowed: that is a 缺位 finding, not a typo."""
+    if not path.exists():
+        return {}
+    out: dict[str, Duty] = {}
+    for i, raw in enumerate(_read(path).get("duties") or []):
+        where = f"{path} → duties.{i}"
+        missing = {"id", "node", "title"} - set(raw)
+        if missing:
+            raise ConfigError(f"职责缺少 {sorted(missing)}", where=where, hint="每项职责需要 id、node、title")
+        node = str(raw["node"])
+        if node != DISTRICTS_TOKEN and node not in nodes:
+            raise ConfigError(f"职责 {raw['id']} 的节点 {node} 未登记", where=where, hint=did_you_mean(node, set(nodes)))
+        if raw["id"] in out:
+            raise ConfigError(f"职责 id 重复：{raw['id']}", where=where)
+        out[raw["id"]] = Duty(raw["id"], node, raw["title"], raw.get("basis", ""),
+                              tuple(raw.get("produces") or ()), tuple(raw.get("requires") or ()))
+    for c in contracts.values():
+        for d in c.duties:
+            if out and d not in out:
+                raise ConfigError(f"契约引用了未登记的职责 {d}", where=f"{c.path} → duties",
+                                  hint=did_you_mean(d, set(out)) or f"在 {path.name} 中登记该职责")
+    return out
 
 
 def _load_data_items(path: Path, nodes: dict[str, Node], contracts: dict[str, Contract]) -> dict[str, DataItem]:

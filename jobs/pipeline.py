@@ -57,6 +57,7 @@ def run_pending(ctx: Context, engine: Engine, datasets: list[str] | None = None,
                 as_of: date | None = None) -> RunReport:
     """``as_of`` is the day freshness is judged on (default: today in Asia/Shanghai)."""
     from govlake.jobs.catalog import build_catalog
+    from govlake.jobs.duties import build_duties
     from govlake.jobs.lineage import build_lineage_table
     from govlake.jobs.scoring import score_run
 
@@ -83,6 +84,7 @@ def run_pending(ctx: Context, engine: Engine, datasets: list[str] | None = None,
     build_lineage_table(ctx, engine, report.run_id)
     if report.conformed or not ctx.lake.exists("gold", "catalog_resources"):
         if on_step:
-            on_step("编制数据资源目录")
+            on_step("编制数据资源目录与职能数据清单")
         build_catalog(ctx, as_of)
+        build_duties(ctx)
     return report
