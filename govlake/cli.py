@@ -311,6 +311,47 @@ def duties(only_findings: bool, node: str | None, fmt: str, out_file: Path | Non
     console.print("　".join(f"{k} {v} 项" for k, v in counts.items()))
 
 
+@main.command()
+@click.option("--district", default=None, help="Values of one district (code, e.g. 440106) instead of progress.")
+@click.option("--indicator", "indicator_id", default=None, help="Only this indicator id.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@lake_option
+@friendly
+def indicators(district: str | None, indicator_id: str | None, fmt: str, lake: str | None) -> None:
+    """Core indicators against the plan's baseline and targets, with threshold alerts (城市运行数字体征)."""
+    from govlake.errors import RegistryError
+    from govlake.jobs.indicators import PROGRESS, VALUES
+
+    ctx = make_context(lake)
+    if not ctx.lake.exists("gold", PROGRESS):
+        raise RegistryError("指标尚未计算", hint="先运行 govlake run（或 govlake demo）")
+    if district:
+        ctx.registry.node(district)
+        rows = [r for r in ctx.lake.read("gold", VALUES).to_pylist() if r["district_code"] == district]
+    else:
+        rows = ctx.lake.read("gold", PROGRESS).to_pylist()
+    rows = [r for r in rows if not indicator_id or r["indicator_id"] == indicator_id]
+    if fmt == "json":
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False, default=str, indent=1) + "\n")
+        return
+    fmt_num = lambda v: "—" if v is None else f"{v:,.4g}"  # noqa: E731
+    if district:
+        t = Table(title=f"{ctx.registry.nodes[district].district or district} 指标（城市运行数字体征）")
+        for c in ("指标", "统计期", "取值", "单位", "状态"):
+            t.add_column(c)
+        for r in sorted(rows, key=lambda r: (r["indicator_id"], r["period"])):
+            t.add_row(r["name"], r["period"], fmt_num(r["value"]), r["unit"], r["level"])
+    else:
+        t = Table(title="核心指标进展（对照表 1 核心目标）")
+        for c in ("指标", "统计期", "当前值", "单位", "2022 基线", "2025 目标", "2027 目标", "2025 进度", "状态", "告警区"):
+            t.add_column(c)
+        for r in rows:
+            prog = "—" if r["progress_2025"] is None else f"{r['progress_2025']:.0f}%"
+            t.add_row(r["name"], r["period"] or "—", fmt_num(r["value"]), r["unit"], fmt_num(r["baseline_2022"]),
+                      fmt_num(r["target_2025"]), fmt_num(r["target_2027"]), prog, r["level"], r["districts_in_alert"] or "")
+    console.print(t)
+
+
 @main.group()
 def quality() -> None:
     """Expectation suites, quality scores and the stewards' report."""

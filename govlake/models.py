@@ -46,12 +46,22 @@ class GoldModel:
         return ref.replace(".", "__")
 
     def compiled_sql(self, dialect: str = "duckdb") -> str:
-        """The model's SQL with table references rewritten to engine relations, in the engine's dialect."""
-        tree = sqlglot.parse_one(self.sql, read="duckdb")
-        for t in tree.find_all(exp.Table):
-            if t.db in ("silver", "gold"):
-                t.replace(exp.to_table(f"{t.db}__{t.name}").as_(t.alias_or_name))
-        return tree.sql(dialect=dialect)
+        return compile_refs(self.sql, dialect)
+
+
+def compile_refs(sql: str, dialect: str = "duckdb") -> str:
+    """Portable SQL (DuckDB spelling, tables named ``silver.x`` / ``gold.y``) with the table references
+    rewritten to engine relations (``silver__x``) and transpiled to the engine's dialect."""
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    for t in tree.find_all(exp.Table):
+        if t.db in ("silver", "gold"):
+            t.replace(exp.to_table(f"{t.db}__{t.name}").as_(t.alias_or_name))
+    return tree.sql(dialect=dialect)
+
+
+def table_refs(sql: str) -> set[str]:
+    """``layer.table`` references of a SQL text."""
+    return {f"{t.db}.{t.name}" for t in sqlglot.parse_one(sql, read="duckdb").find_all(exp.Table) if t.db}
 
 
 def _referenced(sql: str, path: Path) -> set[str]:

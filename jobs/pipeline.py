@@ -58,6 +58,7 @@ def run_pending(ctx: Context, engine: Engine, datasets: list[str] | None = None,
     """``as_of`` is the day freshness is judged on (default: today in Asia/Shanghai)."""
     from govlake.jobs.catalog import build_catalog
     from govlake.jobs.duties import build_duties
+    from govlake.jobs.indicators import build_indicators
     from govlake.jobs.lineage import build_lineage_table
     from govlake.jobs.scoring import score_run
 
@@ -87,4 +88,7 @@ def run_pending(ctx: Context, engine: Engine, datasets: list[str] | None = None,
             on_step("编制数据资源目录与职能数据清单")
         build_catalog(ctx, as_of)
         build_duties(ctx)
+        if on_step:
+            on_step("计算指标")
+        build_indicators(ctx, engine, as_of)
     return report
