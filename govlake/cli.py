@@ -178,11 +178,18 @@ def demo(rows: int, landing: Path | None, seed: int, lake: str | None, engine_ki
 @click.option("--workdir", type=click.Path(path_type=Path), default=None)
 @click.option("--keep", is_flag=True, help="Keep the generated files and lakes.")
 @click.option("--quality", "quality_only", is_flag=True, help="Measure what quality adds to the silver build (rules on vs off).")
+@click.option("--dashboard", "dashboard_lake", default=None,
+              help="Measure dashboard page loads in headless Chromium over this lake's gold layer grown to 1,000 resources.")
 @friendly
-def bench(rows: str, workdir: Path | None, keep: bool, quality_only: bool) -> None:
-    """Throughput ingest -> silver -> gold beside a raw DuckDB CSV-to-Parquet copy (or --quality overhead)."""
+def bench(rows: str, workdir: Path | None, keep: bool, quality_only: bool, dashboard_lake: str | None) -> None:
+    """Throughput ingest -> silver -> gold beside a raw DuckDB CSV-to-Parquet copy (or --quality / --dashboard)."""
     from govlake.jobs.bench import run_bench, run_quality_bench
 
+    if dashboard_lake:
+        from govlake.jobs.dashboard_scale import run_dashboard_bench
+
+        run_dashboard_bench(make_context(dashboard_lake), 1000)
+        return
     sizes = [int(r.replace("_", "")) for r in rows.split(",") if r]
     (run_quality_bench if quality_only else run_bench)(sizes, workdir=workdir, keep=keep)
 
@@ -350,6 +357,20 @@ def indicators(district: str | None, indicator_id: str | None, fmt: str, lake: s
             t.add_row(r["name"], r["period"] or "—", fmt_num(r["value"]), r["unit"], fmt_num(r["baseline_2022"]),
                       fmt_num(r["target_2025"]), fmt_num(r["target_2027"]), prog, r["level"], r["districts_in_alert"] or "")
     console.print(t)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int)
+@lake_option
+@friendly
+def serve(host: str, port: int, lake: str | None) -> None:
+    """The CDO dashboard (Chinese web app): nodes, catalog, duties, indicators, quality, lineage."""
+    from govlake.dashboard import serve as run_server
+
+    ctx = make_context(lake)
+    console.print(f"数据治理驾驶舱：http://{host}:{port}/ （数据湖 {ctx.settings.lake_root}；Ctrl+C 退出）")
+    run_server(ctx, host, port)
 
 
 @main.group()
