@@ -122,18 +122,32 @@ def run(datasets: tuple[str, ...], lake: str | None, engine_kind: str) -> None:
 
 
 @main.command()
-@click.argument("query")
+@click.argument("query", required=False)
 @click.option("--role", type=click.Choice(["analyst", "steward", "admin"]), default="analyst", show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--limit", type=int, default=200, show_default=True, help="Rows shown in table format.")
+@click.option("--export-duckdb", "export_path", type=click.Path(path_type=Path), default=None,
+              help="Instead of querying, write a DuckDB database file of the role's tables as views (with descriptions).")
 @lake_option
 @friendly
-def sql(query: str, role: str, fmt: str, limit: int, lake: str | None) -> None:
-    """Query the lake with SQL (tables named <layer>.<table>), scoped by role."""
-    from govlake.sqlaccess import SqlSession
+def sql(query: str | None, role: str, fmt: str, limit: int, export_path: Path | None, lake: str | None) -> None:
+    """Query the lake with SQL (tables named <layer>.<table>), scoped by role; or export a DuckDB file."""
+    from govlake.descriptions import column_descriptions, table_description
+    from govlake.sqlaccess import SqlSession, export_duckdb
 
     ctx = make_context(lake)
-    session = SqlSession(ctx.lake, role)
+
+    def describe(layer: str, name: str) -> tuple[str, dict[str, str]]:
+        return table_description(ctx, layer, name), column_descriptions(ctx, layer, name)
+
+    if export_path is not None:
+        counts = export_duckdb(ctx.lake, str(export_path), role, describe)
+        console.print(f"已导出 {sum(counts.values())} 个视图（{'、'.join(f'{k} {v}' for k, v in counts.items())}）→ {export_path}\n"
+                      f"用法：duckdb {export_path}  然后  SELECT * FROM gold.population LIMIT 10;")
+        return
+    if not query:
+        raise click.UsageError("需要 QUERY，或使用 --export-duckdb PATH")
+    session = SqlSession(ctx.lake, role, describe)
     try:
         result = session.query(query).table
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -38,13 +39,36 @@ class QueryResult:
     role: str
 
 
+Describe = Callable[[str, str], tuple[str, dict[str, str]]]  # (layer, table) -> table and column descriptions
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def comment_views(con: duckdb.DuckDBPyConnection, layer: str, name: str, describe: Describe | None) -> None:
+    """Attach the table's and its columns' descriptions (DuckDB COMMENT ON), visible in duckdb_views() and
+    duckdb_columns() and in SQL clients that show comments."""
+    if describe is None:
+        return
+    table_text, columns = describe(layer, name)
+    if table_text:
+        con.execute(f'COMMENT ON VIEW "{layer}"."{name}" IS {_quote(table_text)}')
+    present = {r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?", [layer, name]).fetchall()}
+    for col, text in columns.items():
+        if col in present and text:
+            con.execute(f'COMMENT ON COLUMN "{layer}"."{name}"."{col}" IS {_quote(text)}')
+
+
 class SqlSession:
-    def __init__(self, lake: Lake, role: str = "analyst") -> None:
+    def __init__(self, lake: Lake, role: str = "analyst", describe: Describe | None = None) -> None:
         if role not in ROLES:
             raise AccessDenied(f"未知角色：{role}", hint=f"可选角色：{', '.join(ROLES)}")
         self.lake = lake
         self.role = role
         self.layers = ROLES[role]
+        self.describe = describe
         self.tables: dict[str, list[str]] = {layer: lake.list_tables(layer) for layer in self.layers}
         self.con = duckdb.connect()
         self._arrow: list[object] = []
@@ -67,6 +91,7 @@ class SqlSession:
                     con.register(alias, src)
                     self._arrow.append(src)
                     con.execute(f'CREATE VIEW "{layer}"."{name}" AS SELECT * FROM "{alias}"')
+                comment_views(con, layer, name, self.describe)
         if local:
             dirs = [f"{self.lake.root}/{layer}/" for layer in self.layers]
             con.execute(f"SET allowed_directories = [{', '.join(repr(d) for d in dirs)}]")
@@ -130,3 +155,37 @@ class SqlSession:
 
     def close(self) -> None:
         self.con.close()
+
+
+def export_duckdb(lake: Lake, path: str, role: str = "analyst", describe: Describe | None = None) -> dict[str, int]:
+    """A DuckDB database file of views over the role's tables, for the DuckDB CLI or any SQL client.
+
+    The views read the Parquet files of each table's current Delta snapshot, so the file is a consistent
+    point-in-time copy of the catalogue (re-export after new runs); no data is copied into it, and it carries
+    the table and column descriptions.
+    """
+    import os
+
+    if role not in ROLES:
+        raise AccessDenied(f"未知角色：{role}", hint=f"可选角色：{', '.join(ROLES)}")
+    if not lake.settings.is_local:
+        raise QueryError("对象存储上的数据湖暂不支持导出 DuckDB 文件", hint="在本地数据湖上导出，或直接使用 govlake sql")
+    if os.path.exists(path):
+        os.remove(path)  # a fresh file: views of a previous snapshot must not linger
+    con = duckdb.connect(path)
+    counts: dict[str, int] = {}
+    try:
+        for layer in ROLES[role]:
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
+            counts[layer] = 0
+            for name in lake.list_tables(layer):
+                files = lake.table(layer, name).file_uris()
+                if not files:
+                    continue
+                flist = ", ".join(_quote(f) for f in files)
+                con.execute(f'CREATE VIEW "{layer}"."{name}" AS SELECT * FROM read_parquet([{flist}], union_by_name = true)')
+                comment_views(con, layer, name, describe)
+                counts[layer] += 1
+    finally:
+        con.close()
+    return counts
