@@ -108,6 +108,8 @@ def next_steps(ctx: Context) -> None:
     lake = ctx.settings.lake_root
     console.print("\n下一步可以看：")
     console.print(f'  govlake quality report --lake {lake} --out {report_dir(ctx)}   # 重新生成数据质量报告（HTML、Excel、GX 数据文档）')
+    console.print(f'  govlake serve --lake {lake}   # 数据治理驾驶舱（http://127.0.0.1:8765/）')
+    console.print(f'  govlake catalog --lake {lake} 人口   # 数据资源目录；govlake duties / govlake indicators 查看职能数据清单与指标')
     console.print(f'  govlake lineage --lake {lake} bronze.hukou_population --column name   # 血缘与影响分析')
     console.print(f'  govlake sql --lake {lake} "SELECT * FROM information_schema.tables"')
     console.print(f'  govlake sql --lake {lake} "SELECT scope, label, score FROM gold.quality_scores ORDER BY score LIMIT 10"')
