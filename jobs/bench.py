@@ -108,18 +108,8 @@ def silver_build(lake: str, rules: str) -> dict:
 def run_quality_bench(sizes: list[int], workdir: Path | None = None, keep: bool = False, rounds: int = 2) -> list[dict]:
     import statistics
 
-    from govlake.context import Context
-    from govlake.progress import generate_with_progress
-
-    base = Path(workdir or tempfile.mkdtemp(prefix="govlake-qbench-"))
-    ctx = Context.from_env(str(base / "unused-lake"))
     results = []
-    for n in sizes:
-        run_dir = base / f"quality-{n}"
-        shutil.rmtree(run_dir, ignore_errors=True)
-        landing = run_dir / "landing"
-        console.print(f"[bold]质量开销基准：{n:,} 行[/]（生成与导入不计时）")
-        generate_with_progress(ctx, landing, n, 20261124, DATASETS, ["csv"], True)
+    for n, run_dir, landing, _ in generated(sizes, workdir, "quality", "质量开销基准", "生成与导入不计时", keep):
         _child("ingest", str(run_dir / "bronze-lake"), str(landing))
         times: dict[str, list[float]] = {"off": [], "on": []}
         last: dict[str, dict] = {}
@@ -143,9 +133,25 @@ def run_quality_bench(sizes: list[int], workdir: Path | None = None, keep: bool 
         print("QBENCH " + json.dumps(res, ensure_ascii=False, default=str), flush=True)
         if not keep:
             shutil.rmtree(run_dir, ignore_errors=True)
+    return results
+
+
+def generated(sizes: list[int], workdir: Path | None, kind: str, title: str, note: str, keep: bool = False):
+    """Per size: a fresh run directory with generated CSV deliveries (not timed), then the caller's runs;
+    a temporary base directory goes when the caller is done (unless ``keep``)."""
+    from govlake.context import Context
+    from govlake.progress import generate_with_progress
+
+    base = Path(workdir or tempfile.mkdtemp(prefix=f"govlake-{kind}-"))
+    ctx = Context.from_env(str(base / "unused-lake"))
+    for n in sizes:
+        run_dir = base / f"{kind}-{n}"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        landing = run_dir / "landing"
+        console.print(f"[bold]{title}：{n:,} 行[/]（{note}）")
+        yield n, run_dir, landing, generate_with_progress(ctx, landing, n, 20261124, DATASETS, ["csv"], True)
     if not keep and workdir is None:
         shutil.rmtree(base, ignore_errors=True)
-    return results
 
 
 def _child(*args: str) -> dict:
@@ -156,18 +162,8 @@ def _child(*args: str) -> dict:
 
 
 def run_bench(sizes: list[int], workdir: Path | None = None, keep: bool = False) -> list[dict]:
-    from govlake.context import Context
-    from govlake.progress import generate_with_progress
-
-    base = Path(workdir or tempfile.mkdtemp(prefix="govlake-bench-"))
-    ctx = Context.from_env(str(base / "unused-lake"))
     results = []
-    for n in sizes:
-        run_dir = base / f"rows-{n}"
-        shutil.rmtree(run_dir, ignore_errors=True)
-        landing = run_dir / "landing"
-        console.print(f"[bold]基准测试：{n:,} 行[/]（生成数据不计时）")
-        manifest = generate_with_progress(ctx, landing, n, 20261124, DATASETS, ["csv"], True)
+    for n, run_dir, landing, manifest in generated(sizes, workdir, "rows", "基准测试", "生成数据不计时", keep):
         files = [str(landing / d.path) for d in manifest.deliveries]
         size_mb = sum(os.path.getsize(f) for f in files) / 2**20
         raw = _child("raw", str(run_dir / "raw.parquet"), *files)
@@ -192,8 +188,6 @@ def run_bench(sizes: list[int], workdir: Path | None = None, keep: bool = False)
         print("BENCH " + json.dumps(res, ensure_ascii=False, default=str), flush=True)
         if not keep:
             shutil.rmtree(run_dir, ignore_errors=True)
-    if not keep and workdir is None:
-        shutil.rmtree(base, ignore_errors=True)
     return results
 
 
