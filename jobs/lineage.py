@@ -135,6 +135,11 @@ def build_lineage_table(ctx: Context, engine=None, run_id: str | None = None) ->
 def _write_edges(ctx: Context, engine, run_id: str | None) -> int:
     edges = all_edges(ctx)
     t = pa.Table.from_pylist([e.__dict__ for e in edges], schema=EDGE_SCHEMA)
+    if ctx.lake.exists("gold", EDGES):
+        current = ctx.lake.read("gold", EDGES)
+        if current.num_rows == t.num_rows and current.sort_by([(n, "ascending") for n in EDGE_SCHEMA.names]).equals(
+                t.sort_by([(n, "ascending") for n in EDGE_SCHEMA.names])):
+            return t.num_rows  # unchanged: no new version, nothing to audit again
     if engine is not None:
         from govlake.errors import PipelineError
         from govlake.jobs.integrate import audit_arrow
@@ -142,11 +147,6 @@ def _write_edges(ctx: Context, engine, run_id: str | None) -> int:
         blocking = audit_arrow(ctx, engine, EDGES, t, run_id)
         if blocking:
             raise PipelineError(f"血缘图未通过校验（{'、'.join(blocking)}）", hint="检查契约与金层模型中的字段来源声明")
-    if ctx.lake.exists("gold", EDGES):
-        current = ctx.lake.read("gold", EDGES)
-        if current.num_rows == t.num_rows and current.sort_by([(n, "ascending") for n in EDGE_SCHEMA.names]).equals(
-                t.sort_by([(n, "ascending") for n in EDGE_SCHEMA.names])):
-            return t.num_rows  # unchanged: no new version
     ctx.lake.overwrite("gold", EDGES, t, description="血缘关系：每个表和字段由哪些上游表和字段计算而来（表级与字段级）")
     return t.num_rows
 

@@ -47,7 +47,7 @@ def conform_order(ctx: Context, names: list[str]) -> list[str]:
     for name in names:
         refs = {r.split(".")[0] for c in silver_suite(ctx, name).checks
                 if c.type == "expect_column_values_to_exist_in_dataset" for r in c.kwargs.get("datasets", [])}
-        graph[name] = {r for r in refs if r in names and r != name}
+        graph[name] = sorted(r for r in refs if r in names and r != name)  # sorted: the same order on every run
     ts = TopologicalSorter(graph)
     return list(ts.static_order())
 

@@ -131,13 +131,13 @@ class Layout:
         """Every dataset, in an order that conforms referenced datasets first."""
         from graphlib import TopologicalSorter
 
-        return list(TopologicalSorter({d: set(self.conform_after[d]) for d in sorted(self.dataset_titles)}).static_order())
+        return list(TopologicalSorter({d: self.conform_after[d] for d in sorted(self.dataset_titles)}).static_order())
 
     @property
     def gold_tables(self) -> list[str]:
         from graphlib import TopologicalSorter
 
-        return list(TopologicalSorter({t: set(self.gold_after[t]) for t in sorted(self.gold_titles)}).static_order())
+        return list(TopologicalSorter({t: self.gold_after[t] for t in sorted(self.gold_titles)}).static_order())
 
     def uri(self, layer: str, name: str) -> str:
         return table_uri(layer, name, self.lake)
@@ -275,7 +275,8 @@ def ingest_delivery(node: str, dataset: str, files: list[str], problem: str | No
     todo = []
     for f in files:
         if f in known and content_hash(Path(f)) in known[f]:
-            out["refused"].append({"file": f, "message": "此前已拒收同一内容（见 meta.ingest_batches），未重复导入", "known": True})
+            out["refused"].append({"file": f, "known": True,
+                                   "message": "此前已拒收同一内容（见 meta.ingest_batches），未重复导入"})
         else:
             todo.append(Path(f))
     for r in ingest(ctx, todo, node, dataset) if todo else []:
@@ -308,6 +309,23 @@ def summarize_deliveries(results: list[dict]) -> dict:
 
 
 # -- silver, gold, governance -------------------------------------------------------------------------------
+
+def pending_datasets(lake: str | None = None) -> list[str]:
+    """Datasets with ingested batches not conformed yet (``conform.pending_batches`` for all datasets at once:
+    one read of meta.ingest_batches and meta.conform_batches)."""
+    from govlake.jobs.conform import ACCOUNTING
+    from govlake.jobs.ingest import BATCHES
+
+    ctx = context(lake)
+    if not ctx.lake.exists("meta", BATCHES):
+        return []
+    ingested = {(r["dataset"], r["batch_id"]) for r in ctx.lake.read(
+        "meta", BATCHES, columns=["dataset", "batch_id"], filter_sql="status = 'ingested'").to_pylist()}
+    done = set()
+    if ctx.lake.exists("meta", ACCOUNTING):
+        done = {(r["dataset"], r["batch_id"]) for r in ctx.lake.read("meta", ACCOUNTING, columns=["dataset", "batch_id"]).to_pylist()}
+    return sorted({d for d, _ in ingested - done})
+
 
 def conform_dataset(dataset: str, run_id: str, lake: str | None = None) -> dict:
     """Conform the pending bronze batches of one dataset into silver / quarantine (``status: nothing`` when
@@ -354,7 +372,7 @@ def crosscheck_sources(run_id: str, lake: str | None = None) -> dict:
     with ctx.engine(engine_kind()) as engine:
         results = crosscheck(ctx, engine, run_id=run_id)
     for r in results:
-        log.info("gold.%s: %s %s", r.table, r.status, r.message)
+        (log.warning if r.status == "blocked" else log.info)("gold.%s: %s %s", r.table, r.status, r.message)
     return {"run_id": run_id, "tables": [_gold_dict(r) for r in results],
             "built": [r.table for r in results if r.status == "built"]}
 
@@ -378,30 +396,46 @@ def unscored_runs(ctx: Any) -> dict[str, list[str]]:
 def score_pending(lake: str | None = None) -> dict:
     """Score every conform run not scored yet (one ``score_run`` per run id, so each run's scores cover all
     the datasets it conformed and re-scoring a run replaces it). Scores after the cross-source check,
-    whose conflicts count against consistency."""
+    whose conflicts count against consistency. A run whose scores fail their gold suite is reported in
+    ``blocked`` (and tried again next time) without keeping the other runs from being scored."""
+    from govlake.errors import GovlakeError
     from govlake.jobs.scoring import score_run
 
     ctx = context(lake)
     runs = unscored_runs(ctx)
+    out: dict[str, Any] = {"scored_runs": [], "rows": 0, "blocked": {}}
     if not runs:
-        return {"scored_runs": [], "rows": 0}
-    rows = 0
+        return out
     with ctx.engine(engine_kind()) as engine:
         for run, batches in runs.items():
-            rows += score_run(ctx, engine, run, batches).num_rows
+            try:
+                out["rows"] += score_run(ctx, engine, run, batches).num_rows
+            except GovlakeError as exc:
+                out["blocked"][run] = str(exc)
+                log.warning("scores of run %s not published: %s", run, exc)
+                continue
+            out["scored_runs"].append(run)
             log.info("scored run %s (%d batches)", run, len(batches))
-    return {"scored_runs": list(runs), "rows": rows}
+    return out
 
 
-def lineage_graph(lake: str | None = None) -> dict:
-    """Rewrite gold.lineage_edges from the declarations (no new version when they did not change)."""
-    from govlake.jobs.lineage import EDGES, build_lineage_table
+def lineage_graph(run_id: str, lake: str | None = None) -> dict:
+    """Rewrite gold.lineage_edges from the declarations, audited by its gold suite, only when they changed
+    (an unchanged graph writes nothing, not even a validation record)."""
+    import pyarrow as pa
+
+    from govlake.jobs.lineage import EDGE_SCHEMA, EDGES, all_edges, build_lineage_table
 
     ctx = context(lake)
-    before = ctx.lake.table("gold", EDGES).version() if ctx.lake.exists("gold", EDGES) else None
-    edges = build_lineage_table(ctx)
-    after = ctx.lake.table("gold", EDGES).version()
-    return {"edges": edges, "changed": before != after}
+    edges = pa.Table.from_pylist([e.__dict__ for e in all_edges(ctx)], schema=EDGE_SCHEMA)
+    if ctx.lake.exists("gold", EDGES):
+        order = [(n, "ascending") for n in EDGE_SCHEMA.names]
+        current = ctx.lake.read("gold", EDGES)
+        if current.num_rows == edges.num_rows and current.sort_by(order).equals(edges.sort_by(order)):
+            return {"edges": edges.num_rows, "changed": False}
+    with ctx.engine(engine_kind()) as engine:
+        n = build_lineage_table(ctx, engine, run_id)
+    return {"edges": n, "changed": True, "run_id": run_id}
 
 
 def steward_report(out: str | Path | None = None, data_docs: bool = True, lake: str | None = None) -> dict:
@@ -417,6 +451,6 @@ def steward_report(out: str | Path | None = None, data_docs: bool = True, lake: 
 
 __all__ = [
     "GOVERNANCE_TABLES", "Layout", "build_gold", "conform_dataset", "context", "crosscheck_sources", "discover",
-    "engine_kind", "ingest_delivery", "lake_root", "landing_dir", "layout", "lineage_graph", "reports_dir",
+    "engine_kind", "ingest_delivery", "lake_root", "landing_dir", "layout", "lineage_graph", "pending_datasets", "reports_dir",
     "run_id_for", "score_pending", "steward_report", "summarize_deliveries", "table_uri", "unscored_runs",
 ]
