@@ -23,7 +23,18 @@ from govlake.jobs.pipeline import run_pending
 from tests.conftest import PROJECT, write_csv
 from tests.factories import ric_number, uscc_code
 
-SPEC = PROJECT.parent / "shared" / "reference" / "openlineage-spec"
+def _find_spec() -> Path:
+    """The official OpenLineage JSON Schemas, provided beside the project (``../shared/reference``), found from
+    this checkout's parents (a clone elsewhere still finds the workplace's copy), or $OPENLINEAGE_SPEC_DIR."""
+    import os
+
+    rel = Path("shared") / "reference" / "openlineage-spec"
+    candidates = [Path(os.environ["OPENLINEAGE_SPEC_DIR"])] if os.environ.get("OPENLINEAGE_SPEC_DIR") else []
+    candidates += [p / rel for p in PROJECT.parents] + [Path("/work") / rel]
+    return next((c for c in candidates if (c / "OpenLineage.json").is_file()), candidates[0] if candidates else rel)
+
+
+SPEC = _find_spec()
 HUKOU = ["公民身份号码", "姓名", "性别", "出生日期", "户籍地行政区划", "住址", "登记日期"]
 MIGRANT = ["公民身份号码", "姓名", "性别", "出生日期", "户籍地行政区划", "居住地行政区划", "居住地址", "居住证有效期起",
            "居住证有效期止", "登记日期"]
