@@ -101,6 +101,20 @@ def test_pipeline_through_airflow_then_rerun_is_a_noop(airflow_db, govlake_env, 
     ol = [json.loads(line) for line in OL_EVENTS.read_text(encoding="utf-8").splitlines()]
     conform_ol = [e for e in ol if e["job"]["name"] == "govlake_silver.conform__hukou_population" and e["eventType"] == "COMPLETE"]
     assert conform_ol and {o["name"] for o in conform_ol[-1]["outputs"]} >= {str(Path(ctx.lake.uri("silver", "hukou_population")))}
+    # ... and they, like the jobs' own events in the lake, validate against the official OpenLineage schemas
+    from tests.govlake.test_lineage_events import SPEC, _validators
+
+    if SPEC.is_dir():
+        event_validator, facet_validators = _validators()
+        own = [json.loads(line) for line in ctx.lineage.events_path.read_text(encoding="utf-8").splitlines()]
+        assert own
+        for ev in ol + own:
+            assert not list(event_validator.iter_errors(ev)), ev["job"]["name"]
+            for where in [ev["run"], ev["job"], *ev.get("inputs", []), *ev.get("outputs", [])]:
+                for group in ("facets", "inputFacets", "outputFacets"):
+                    for key, facet in (where.get(group) or {}).items():
+                        if key in facet_validators:  # the provider's own (airflow*) facets have no spec file
+                            assert not list(facet_validators[key].iter_errors({key: facet})), key
 
     # -- second pass: nothing new, nothing written, nothing triggered --------------------------------------
     before, n_events, n_log = versions(ctx), len(events), len(batches)
