@@ -25,9 +25,14 @@ def shot(browser, tmp_path: Path, name: str) -> Path:
 
 
 def go(browser, site, path: str):
+    """Load a page and wait until the whole document is parsed (the footer comes last) and scripts ran."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(site.url + path)
+    WebDriverWait(browser, 15).until(ec.presence_of_element_located((By.ID, "page-end")))
+    WebDriverWait(browser, 15).until(lambda b: b.execute_script("return document.readyState") == "complete")
     return lambda css: browser.find_elements(By.CSS_SELECTOR, css)
 
 
