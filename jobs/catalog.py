@@ -40,7 +40,7 @@ def _latest_scores(ctx: Context) -> dict[tuple[str, str | None, str | None], flo
     return {k: v[1] for k, v in out.items()}
 
 
-def _deliveries(ctx: Context) -> dict[tuple[str, str], date]:
+def last_deliveries(ctx: Context) -> dict[tuple[str, str], date]:
     """(dataset, node) -> date of the last accepted delivery."""
     if not ctx.lake.exists("meta", BATCHES):
         return {}
@@ -73,7 +73,7 @@ def resources(ctx: Context, as_of: date) -> list[dict]:
 
     reg = ctx.registry
     scores = _latest_scores(ctx)
-    last = _deliveries(ctx)
+    last = last_deliveries(ctx)
     edges = lineage_edges(ctx)
     out = []
     for name, c in sorted(reg.contracts.items(), key=lambda kv: kv[1].catalog.code):
@@ -104,7 +104,7 @@ def resources(ctx: Context, as_of: date) -> list[dict]:
 def nodes(ctx: Context, res: list[dict], as_of: date) -> list[dict]:
     reg = ctx.registry
     scores = _latest_scores(ctx)
-    last = _deliveries(ctx)
+    last = last_deliveries(ctx)
     out = []
     for code, n in reg.nodes.items():
         delivered = [c for c in reg.contracts.values() if code in reg.deliverers(c)]

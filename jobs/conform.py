@@ -143,12 +143,14 @@ def _conform(ctx: Context, engine: Engine, dataset: str, batches: list[str], rul
         match = " AND ".join(f"dk.k{i} = c.s__{k}" for i, k in enumerate(contract.key))
         dup_flag = f"EXISTS (SELECT 1 FROM dup_keys dk WHERE {match})"
 
+    fatal = BatchAudit({b: [] for b in batches})  # the fatal row rules, as judged by the last gate
+
     def gate(split: StreamSplit) -> dict[str, list[str]]:
         """Batches that must be held now that every row has been counted (and were not already)."""
-        trial = BatchAudit({b: [] for b in batches})
-        add_fatal_row_outcomes(trial, suite, {b: c["bronze_rows"] for b, c in split.counts.items()}, split.rule_totals())
-        excuse(trial, excused)
-        return {b: r for b, r in trial.held().items() if b not in held}
+        fatal.outcomes = {b: [] for b in batches}
+        add_fatal_row_outcomes(fatal, suite, {b: c["bronze_rows"] for b, c in split.counts.items()}, split.rule_totals())
+        excuse(fatal, excused)
+        return {b: r for b, r in fatal.held().items() if b not in held}
 
     while True:
         held_flag = f"CASE WHEN _batch_id IN ({', '.join(map(sql_str, held))}) THEN 1 ELSE 0 END" if held else "0"
@@ -177,8 +179,8 @@ def _conform(ctx: Context, engine: Engine, dataset: str, batches: list[str], rul
             if not split.newly_held:
                 raise
             held.update(split.newly_held)  # nothing was committed: run the pass again with these batches held
-    add_fatal_row_outcomes(audit, suite, {b: c["bronze_rows"] for b, c in split.counts.items()}, split.rule_totals())
-    excuse(audit, excused)
+    for b in batches:
+        audit.outcomes[b] += fatal.outcomes.get(b, [])
     result.held = sorted(held)
 
     # Quarantine: the failing rows as the pass set them aside; replaces an earlier attempt's rows.

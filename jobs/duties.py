@@ -21,7 +21,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from govlake.context import Context
-from govlake.jobs.catalog import RESOURCES, _table
+from govlake.jobs.catalog import RESOURCES, last_deliveries, _table
 
 LIST, FINDINGS = "duty_data_list", "duty_findings"
 
@@ -88,7 +88,7 @@ def findings(ctx: Context, rows: list[dict]) -> list[dict]:
                 f"职责 {title} 的数据资源《{r['resource_name']}》未按更新周期更新（{r['freshness']}，最近报送 {r['last_delivery']}）",
                 "按更新周期报送最新数据")
     # 越位: a node delivering a resource that none of its duties covers.
-    delivered = _delivered(ctx)
+    delivered = set(last_deliveries(ctx))  # (dataset, node) pairs with an accepted delivery
     for (ds, node) in sorted(delivered):
         c = reg.contracts.get(ds)
         if c is None:
@@ -109,15 +109,6 @@ def findings(ctx: Context, rows: list[dict]) -> list[dict]:
                     f"数据项“{s['item_title']}”在两个来源间有 {s['conflicts']} 个主体取值不一致（共比对 {s['compared']} 个）",
                     f"以权威来源 {s['authoritative_node'] or '（未指定）'} 为准，通知其他来源核实更正")
     return out
-
-
-def _delivered(ctx: Context) -> set[tuple[str, str]]:
-    from govlake.jobs.ingest import BATCHES
-
-    if not ctx.lake.exists("meta", BATCHES):
-        return set()
-    t = ctx.lake.read("meta", BATCHES, columns=["dataset", "node", "status"], filter_sql="status = 'ingested'")
-    return {(r["dataset"], r["node"]) for r in t.to_pylist()}
 
 
 def build_duties(ctx: Context) -> dict[str, int]:

@@ -121,25 +121,27 @@ EDGE_SCHEMA = pa.schema([("source", pa.string()), ("source_column", pa.string())
                          ("target_column", pa.string()), ("job", pa.string()), ("transformation", pa.string())])
 
 
-def build_lineage_table(ctx: Context, engine=None, run_id: str | None = None) -> int:
-    """Write gold.lineage_edges (replaced whole; it is small and fully declared), as job ``lineage.graph``;
-    with an engine, its gold suite audits the edges before they are published."""
+def build_lineage_table(ctx: Context, engine=None, run_id: str | None = None) -> dict:
+    """Write gold.lineage_edges (replaced whole; it is small and fully declared), as job ``lineage.graph``,
+    only when the declared edges changed; with an engine, its gold suite audits them before publishing.
+    Returns ``{"edges": n, "changed": bool}``."""
     from govlake.lineage_events import DatasetRef
 
     out = DatasetRef("gold", EDGES)
     with ctx.lineage.run("lineage.graph", [], [out], description="由契约、金层模型与一数一源登记表生成血缘图"):
-        out.rows = _write_edges(ctx, engine, run_id)
-    return out.rows
+        n, changed = _write_edges(ctx, engine, run_id)
+        out.rows = n if changed else 0
+    return {"edges": n, "changed": changed}
 
 
-def _write_edges(ctx: Context, engine, run_id: str | None) -> int:
+def _write_edges(ctx: Context, engine, run_id: str | None) -> tuple[int, bool]:
     edges = all_edges(ctx)
     t = pa.Table.from_pylist([e.__dict__ for e in edges], schema=EDGE_SCHEMA)
     if ctx.lake.exists("gold", EDGES):
         current = ctx.lake.read("gold", EDGES)
         if current.num_rows == t.num_rows and current.sort_by([(n, "ascending") for n in EDGE_SCHEMA.names]).equals(
                 t.sort_by([(n, "ascending") for n in EDGE_SCHEMA.names])):
-            return t.num_rows  # unchanged: no new version, nothing to audit again
+            return t.num_rows, False  # unchanged: no new version, nothing to audit again
     if engine is not None:
         from govlake.errors import PipelineError
         from govlake.jobs.integrate import audit_arrow
@@ -148,7 +150,7 @@ def _write_edges(ctx: Context, engine, run_id: str | None) -> int:
         if blocking:
             raise PipelineError(f"血缘图未通过校验（{'、'.join(blocking)}）", hint="检查契约与金层模型中的字段来源声明")
     ctx.lake.overwrite("gold", EDGES, t, description="血缘关系：每个表和字段由哪些上游表和字段计算而来（表级与字段级）")
-    return t.num_rows
+    return t.num_rows, True
 
 
 # -- walking the graph -----------------------------------------------------------------------------------

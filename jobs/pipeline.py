@@ -18,7 +18,7 @@ from govlake.engine.base import Engine
 from govlake.jobs.conform import ConformResult, conform
 from govlake.jobs.crosscheck import crosscheck
 from govlake.jobs.integrate import GoldResult, integrate
-from govlake.jobs.suites import silver_suite
+from govlake.jobs.suites import reference_graph
 
 
 @dataclass
@@ -43,13 +43,7 @@ def new_run_id() -> str:
 
 def conform_order(ctx: Context, names: list[str]) -> list[str]:
     """Datasets whose existence checks reference others are conformed after them."""
-    graph: dict[str, set[str]] = {}
-    for name in names:
-        refs = {r.split(".")[0] for c in silver_suite(ctx, name).checks
-                if c.type == "expect_column_values_to_exist_in_dataset" for r in c.kwargs.get("datasets", [])}
-        graph[name] = sorted(r for r in refs if r in names and r != name)  # sorted: the same order on every run
-    ts = TopologicalSorter(graph)
-    return list(ts.static_order())
+    return list(TopologicalSorter(reference_graph(ctx, names)).static_order())
 
 
 def run_pending(ctx: Context, engine: Engine, datasets: list[str] | None = None,

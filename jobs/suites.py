@@ -324,6 +324,17 @@ def silver_suite(ctx, dataset: str) -> Suite:  # ctx: govlake.context.Context
     return stored if stored is not None and stored.digest == built.digest else built
 
 
+def reference_graph(ctx, names: list[str]) -> dict[str, list[str]]:
+    """Dataset -> the datasets its existence checks reference (they must be conformed first). Needs only the
+    declarations (settings, registry, contracts), so the DAG files can use it at parse time."""
+    graph: dict[str, list[str]] = {}
+    for name in names:
+        refs = {r.split(".")[0] for c in silver_suite(ctx, name).checks
+                if c.type == "expect_column_values_to_exist_in_dataset" for r in c.kwargs.get("datasets", [])}
+        graph[name] = sorted(r for r in refs if r in names and r != name)  # sorted: the same order on every run
+    return graph
+
+
 def gold_tables(ctx) -> dict[str, tuple[list[str], list[str], bool]]:
     """Every gold table with a suite: name -> (columns, key, key columns required).
 

@@ -152,18 +152,14 @@ def layout() -> Layout:
 def _layout(project: str, lake: str, landing: str) -> Layout:
     from govlake.models import load_models
     from govlake.project import Settings
-    from govlake.jobs.suites import silver_suite
+    from govlake.jobs.suites import reference_graph
 
     settings = Settings(lake_root=lake, project_dir=Path(project))
     decl = _Declarations(settings)
     reg = decl.registry
     deliveries = {code: tuple(sorted(c.dataset for c in reg.datasets_of(code))) for code in reg.nodes}
-    after: dict[str, tuple[str, ...]] = {}
-    for name in sorted(reg.contracts):
-        # the same graph as govlake.jobs.pipeline.conform_order (which imports the engine-side modules)
-        refs = {r.split(".")[0] for c in silver_suite(decl, name).checks
-                if c.type == "expect_column_values_to_exist_in_dataset" for r in c.kwargs.get("datasets", [])}
-        after[name] = tuple(sorted(r for r in refs if r in reg.contracts and r != name))
+    # the graph govlake.jobs.pipeline.conform_order sorts (that module imports the engine side)
+    after = {d: tuple(refs) for d, refs in reference_graph(decl, sorted(reg.contracts)).items()}
     models = load_models(settings.schemas_dir)
     return Layout(
         lake=lake,
@@ -422,20 +418,12 @@ def score_pending(lake: str | None = None) -> dict:
 def lineage_graph(run_id: str, lake: str | None = None) -> dict:
     """Rewrite gold.lineage_edges from the declarations, audited by its gold suite, only when they changed
     (an unchanged graph writes nothing, not even a validation record)."""
-    import pyarrow as pa
-
-    from govlake.jobs.lineage import EDGE_SCHEMA, EDGES, all_edges, build_lineage_table
+    from govlake.jobs.lineage import build_lineage_table
 
     ctx = context(lake)
-    edges = pa.Table.from_pylist([e.__dict__ for e in all_edges(ctx)], schema=EDGE_SCHEMA)
-    if ctx.lake.exists("gold", EDGES):
-        order = [(n, "ascending") for n in EDGE_SCHEMA.names]
-        current = ctx.lake.read("gold", EDGES)
-        if current.num_rows == edges.num_rows and current.sort_by(order).equals(edges.sort_by(order)):
-            return {"edges": edges.num_rows, "changed": False}
     with ctx.engine(engine_kind()) as engine:
-        n = build_lineage_table(ctx, engine, run_id)
-    return {"edges": n, "changed": True, "run_id": run_id}
+        out = build_lineage_table(ctx, engine, run_id)
+    return out | ({"run_id": run_id} if out["changed"] else {})
 
 
 def steward_report(out: str | Path | None = None, data_docs: bool = True, lake: str | None = None) -> dict:
