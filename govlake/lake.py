@@ -13,13 +13,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from govlake.errors import RegistryError, did_you_mean
 from govlake.project import Settings
 
 LAYERS = ("bronze", "silver", "quarantine", "gold", "meta")
+
+# Parquet row groups are the unit of parallel scans and of row-range pruning. delta-rs' default (1M rows)
+# let one thread read a whole 500k-row conform slice: at 10 million rows a slice took 2.8 s instead of 2.2.
+ROW_GROUP_ROWS = 122_880  # DuckDB's own row group size
+
+
+def writer_properties() -> WriterProperties:
+    return WriterProperties(max_row_group_size=ROW_GROUP_ROWS)
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,7 @@ class Lake:
         write_deltalake(
             self._target(layer, name), data, mode="append", schema_mode=schema_mode,
             storage_options=self.storage_options, commit_properties=commit, description=description,
+            writer_properties=writer_properties(),
         )
 
     def overwrite(self, layer: str, name: str, data: Any, *, predicate: str | None = None,
@@ -148,6 +157,7 @@ class Lake:
             predicate=predicate if exists else None,
             schema_mode=None if (predicate and exists) else "overwrite",
             storage_options=self.storage_options, commit_properties=commit, description=description,
+            writer_properties=writer_properties(),
         )
 
     def commit_files(self, layer: str, name: str, rel_paths: list[str], *, mode: str = "append",
@@ -197,7 +207,7 @@ class Lake:
         on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
         return (
             dt.merge(source, predicate=on, source_alias="s", target_alias="t", commit_properties=commit,
-                     merge_schema=True)
+                     merge_schema=True, writer_properties=writer_properties())
             .when_matched_update_all(predicate=update_if)
             .when_not_matched_insert_all()
             .execute()

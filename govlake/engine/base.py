@@ -44,11 +44,14 @@ class Dialect:
         """TRUE when ``pattern`` matches anywhere in the text (Python's re.search, as GX's regex expectations)."""
         return f"regexp_matches({expr}, {sql_str(pattern)})"
 
-    def parse_date(self, expr: str, fmt: str) -> str:
-        """``fmt`` is a strptime pattern (%Y %m %d); NULL when it does not parse."""
-        return f"CAST({self.parse_timestamp(expr, fmt)} AS DATE)"
+    def parse_date(self, expr: str, fmt: str, digits: bool = False) -> str:
+        """``fmt`` is a strptime pattern (%Y %m %d); NULL when it does not parse. ``digits``: the caller
+        knows the text is digits (no guard needed)."""
+        return f"CAST({self.parse_timestamp(expr, fmt, digits)} AS DATE)"
 
-    def parse_timestamp(self, expr: str, fmt: str) -> str:
+    def parse_timestamp(self, expr: str, fmt: str, digits: bool = False) -> str:
+        if digits:
+            return f"try_strptime({expr}, {sql_str(fmt)})"
         # DuckDB's strptime reads the words 'epoch' / 'infinity' as dates whatever the format: digits only.
         return f"CASE WHEN regexp_matches({expr}, '^\\s*[0-9]') THEN try_strptime({expr}, {sql_str(fmt)}) END"
 
@@ -101,6 +104,18 @@ class Dialect:
         w = ", ".join(f"{x}.0" for x in weights)
         return f"CAST(list_dot_product(CAST(string_split(substr({expr}, 1, {len(weights)}), '') AS DOUBLE[]), [{w}]) AS BIGINT)"
 
+    def hash64(self, expr: str) -> str:
+        """A 64-bit non-cryptographic hash of a value (stable within a process; never NULL)."""
+        return f"hash({expr})"
+
+    def int_div(self, a: str, b: str) -> str:
+        """Integer division of two integer expressions."""
+        return f"({a} // {b})"
+
+    def date_digits(self, date_expr: str) -> str:
+        """A date as the integer YYYYMMDD (comparable with digits read from an ID number)."""
+        return f"CAST(strftime({date_expr}, '%Y%m%d') AS BIGINT)"
+
     def is_ascii(self, expr: str) -> str:
         """TRUE when the text is pure ASCII (bytes == characters): a cheap guard for costly rewrites."""
         return f"(strlen({expr}) = length({expr}))"
@@ -152,14 +167,11 @@ class Engine(ABC):
     def drop(self, view: str) -> None:
         self.execute(f"DROP VIEW IF EXISTS {ident(view)}")
 
-    def sliced(self, sql: str, column: str, upper: int, size: int):
-        """Yield the result of ``sql`` in slices ``column`` in [lo, lo + size): bounded memory, and each
-        slice is computed with the engine's full parallelism (streaming readers may not be)."""
-        lo = 1
-        while lo <= upper:
-            t = self.fetch(f"SELECT * FROM ({sql}) sl WHERE {column} >= {lo} AND {column} < {lo + size}")
-            yield from t.to_batches()
-            lo += size
+    def sliced(self, sql: str, filters: Sequence[str]):
+        """Yield the result of ``sql`` one filter at a time: bounded memory, and each slice is computed with
+        the engine's full parallelism (streaming readers may not be)."""
+        for f in filters:
+            yield from self.fetch(f"SELECT * FROM ({sql}) sl WHERE {f}").to_batches()
 
     def scalar(self, sql: str) -> Any:
         t = self.fetch(sql)

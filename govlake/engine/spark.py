@@ -118,10 +118,10 @@ class SparkDialect(Dialect):
         return (f"(CASE WHEN {expr} RLIKE {lit} THEN CAST(try_to_timestamp(regexp_replace({expr}, {lit}, "
                 f"{spark_str(repl)}), {spark_str(pattern)}) AS TIMESTAMP_NTZ) END)")
 
-    def parse_date(self, expr: str, fmt: str) -> str:
+    def parse_date(self, expr: str, fmt: str, digits: bool = False) -> str:
         return f"CAST({self._strptime(expr, fmt)} AS DATE)"
 
-    def parse_timestamp(self, expr: str, fmt: str) -> str:
+    def parse_timestamp(self, expr: str, fmt: str, digits: bool = False) -> str:
         return self._strptime(expr, fmt)
 
     def try_cast(self, expr: str, sql_type: str) -> str:
@@ -160,6 +160,15 @@ class SparkDialect(Dialect):
         w = ", ".join(f"CAST({x} AS BIGINT)" for x in weights)
         return (f"aggregate(zip_with(split(substr({expr}, 1, {len(weights)}), ''), array({w}), "
                 f"(c, w) -> TRY_CAST(c AS BIGINT) * w), CAST(0 AS BIGINT), (acc, v) -> acc + v)")
+
+    def hash64(self, expr: str) -> str:
+        return f"xxhash64({expr})"
+
+    def int_div(self, a: str, b: str) -> str:
+        return f"({a} div {b})"
+
+    def date_digits(self, date_expr: str) -> str:
+        return f"CAST(date_format({date_expr}, 'yyyyMMdd') AS BIGINT)"
 
     def is_ascii(self, expr: str) -> str:
         return f"(octet_length({expr}) = char_length({expr}))"

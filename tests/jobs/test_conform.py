@@ -121,3 +121,32 @@ def test_redelivery_with_another_date_spelling_resolves_a_date_keyed_row(ctx, en
     assert res.resolved == 1
     [q] = ctx.lake.read("quarantine", "air_quality_daily").to_pylist()
     assert q["_status"] == "resolved" and q["_key"] == "GZ01|2026-03-05"
+
+
+def test_slices_cut_large_batches_and_group_small_ones(ctx, engine, tmp_path: Path, monkeypatch) -> None:
+    """With slices of 3 rows, two pending deliveries (7 rows and 2 rows) are cut into several engine
+    queries; every row is still counted once, the last row per key wins across slice boundaries, and the
+    failing rows of every slice reach quarantine."""
+    import govlake.jobs.conform as conform_job
+    from govlake.jobs.conform import slice_filters
+
+    assert slice_filters([("a", 7), ("b", 2), ("c", 1)], 3) == [
+        "_batch_id = 'a' AND _row_number >= 1 AND _row_number < 4",
+        "_batch_id = 'a' AND _row_number >= 4 AND _row_number < 7",
+        "_batch_id = 'a' AND _row_number >= 7 AND _row_number < 10",
+        "_batch_id IN ('b', 'c')",
+    ]
+    monkeypatch.setattr(conform_job, "SLICE_ROWS", 3)
+    codes = [uscc_code(org=f"MA59ABX{i:02d}") for i in range(5)]
+    rows = [me_row(c) for c in codes] + [me_row(bad_check(A)), me_row(codes[0], name="同文件最后一行")]
+    write_csv(tmp_path / "big.csv", ME_HEADER, rows)
+    write_csv(tmp_path / "small.csv", ME_HEADER, [me_row(B), me_row(codes[1], date="1800-01-01")])
+    for name in ("big.csv", "small.csv"):
+        [r] = ingest(ctx, [tmp_path / name], "scjgj", "market_entities")
+        assert r.status == "ingested"
+    r = conform(ctx, engine, "market_entities")
+    assert (r.bronze_rows, r.silver_rows, r.quarantined, r.superseded) == (9, 6, 2, 1) and r.balanced
+    s = silver(ctx)
+    assert set(s) == set(codes) | {B}
+    assert s[codes[0]]["entity_name"] == "同文件最后一行"
+    assert {q["_failures"][0].split(".")[0] for q in quarantine(ctx)} == {"uscc", "establish_date"}
