@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, Callable
 
@@ -83,21 +85,51 @@ def fail(message: str) -> None:
     raise AirflowFailException(message)
 
 
-def no_retry_on_govlake_errors(fn: Callable) -> Callable:
-    """govlake's own errors (a declaration that does not load, a governance table failing its suite) come
-    out the same on every attempt: fail at once instead of retrying. Anything else (the lake or a node
-    unreachable, out of memory) is retried."""
+def govlake_job(fn: Callable) -> Callable:
+    """Wraps every task that runs a govlake job.
+
+    - govlake's own errors (a declaration that does not load, a governance table failing its suite) come
+      out the same on every attempt: fail at once instead of retrying. Anything else (the lake or a node
+      unreachable, out of memory) is retried.
+    - The job's OpenLineage runs (conform.<dataset>, gold.<table>, …) become children of this task's run:
+      the task's parent and root ids are handed over the way OpenLineage integrations hand them to child
+      jobs (``OPENLINEAGE_PARENT_ID``, ``OPENLINEAGE_ROOT_PARENT_ID``: ``namespace/job/run_id``).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from govlake.errors import GovlakeError
 
         try:
-            return fn(*args, **kwargs)
+            with lineage_parent():
+                return fn(*args, **kwargs)
         except GovlakeError as exc:
             raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
     return wrapper
+
+
+@contextmanager
+def lineage_parent() -> Iterator[None]:
+    """This task's OpenLineage ids in the environment while the job runs (nothing without the provider)."""
+    try:
+        from airflow.providers.openlineage.plugins.macros import lineage_parent_id, lineage_root_parent_id
+
+        ti = get_current_context()["ti"]
+        ids = {"OPENLINEAGE_PARENT_ID": lineage_parent_id(ti), "OPENLINEAGE_ROOT_PARENT_ID": lineage_root_parent_id(ti)}
+    except Exception as exc:  # no provider, or called outside a task: the jobs' runs simply have no parent
+        log.debug("no OpenLineage parent for the job runs: %s", exc)
+        ids = {}
+    before = {k: os.environ.get(k) for k in ids}
+    os.environ.update(ids)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def findings_check(findings: list[str], what: str) -> dict:

@@ -15,11 +15,11 @@ if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # bundle parsing
 from airflow.sdk import DAG, AssetAny, TriggerRule, get_current_context, task
 
 from govlake_common import DOC_FOOTER, POOL, START, asset, default_args, findings_check, govlake_run_id, jobs, \
-    layout, no_retry_on_govlake_errors, nothing_written
+    layout, govlake_job, nothing_written
 
 
 @task(pool=POOL, trigger_rule=TriggerRule.NONE_FAILED, multiple_outputs=False)
-@no_retry_on_govlake_errors
+@govlake_job
 def build(table: str) -> dict:
     """Build one gold model: built → Asset event; unchanged / waiting / blocked → skipped."""
     result = jobs.build_gold(table, govlake_run_id())

@@ -16,11 +16,11 @@ if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # bundle parsing
 from airflow.sdk import DAG, AssetAny, TriggerRule, get_current_context, task
 
 from govlake_common import DOC_FOOTER, POOL, START, asset, default_args, fail, govlake_run_id, jobs, layout, \
-    no_retry_on_govlake_errors, nothing_written
+    govlake_job, nothing_written
 
 
 @task(task_id="crosscheck", pool=POOL, multiple_outputs=False)
-@no_retry_on_govlake_errors
+@govlake_job
 def crosscheck() -> dict:
     """Rebuild gold.source_conflicts / gold.crosscheck_summary when a compared silver table changed."""
     result = jobs.crosscheck_sources(govlake_run_id())
@@ -30,7 +30,7 @@ def crosscheck() -> dict:
 
 
 @task(task_id="score", pool=POOL, trigger_rule=TriggerRule.NONE_FAILED, multiple_outputs=False)
-@no_retry_on_govlake_errors
+@govlake_job
 def score() -> dict:
     """Score every conform run not scored yet (after the cross-source check, whose conflicts count).
     Scores that fail their gold suite are not published and fail the task (no retry), after the other
@@ -45,7 +45,7 @@ def score() -> dict:
 
 
 @task(task_id="lineage_graph", pool=POOL, multiple_outputs=False)
-@no_retry_on_govlake_errors
+@govlake_job
 def lineage_graph() -> dict:
     result = jobs.lineage_graph(govlake_run_id())
     if not result["changed"]:
@@ -54,7 +54,7 @@ def lineage_graph() -> dict:
 
 
 @task(task_id="steward_report", trigger_rule=TriggerRule.ALL_DONE, multiple_outputs=False)
-@no_retry_on_govlake_errors
+@govlake_job
 def steward_report() -> dict:
     """Rewrite the stewards' report (HTML, Excel, GX Data Docs). It only reads the lake, so it runs even when
     an earlier task failed: the stewards still see what was published."""

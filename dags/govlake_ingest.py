@@ -17,21 +17,21 @@ if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # bundle parsing
 from airflow.sdk import DAG, AssetAlias, Param, TriggerRule, get_current_context, get_parsing_context, task
 
 from govlake_common import DOC_FOOTER, POOL, START, asset, default_args, findings_check, jobs, layout, \
-    no_retry_on_govlake_errors
+    govlake_job
 
 _schedule = os.environ.get("GOVLAKE_INGEST_SCHEDULE", "@hourly").strip()
 SCHEDULE = None if _schedule.lower() in ("", "none", "manual") else _schedule  # cron or preset; none = trigger only
 
 
 @task(task_id="discover", multiple_outputs=False)
-@no_retry_on_govlake_errors
+@govlake_job
 def discover(node: str) -> list[dict]:
     """List the waiting deliveries (reads the landing folder only)."""
     return jobs.discover(node)
 
 
 @task(task_id="ingest", pool=POOL, map_index_template="{{ govlake_delivery }}", multiple_outputs=False)
-@no_retry_on_govlake_errors
+@govlake_job
 def ingest(delivery: dict, alias: str) -> dict:
     """Ingest one dataset folder of this node; refused files are reported, not raised."""
     ctx = get_current_context()

@@ -17,11 +17,11 @@ if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # bundle parsing
 from airflow.sdk import DAG, AssetAny, TriggerRule, get_current_context, task
 
 from govlake_common import DOC_FOOTER, POOL, START, asset, default_args, fail, findings_check, govlake_run_id, \
-    jobs, layout, no_retry_on_govlake_errors, nothing_written
+    jobs, layout, govlake_job, nothing_written
 
 
 @task.branch(task_id="plan")
-@no_retry_on_govlake_errors
+@govlake_job
 def plan() -> list[str]:
     """Follow only the datasets with pending batches: the others are skipped by the scheduler, without
     starting a task process or taking a slot of the lake pool. Reads two meta tables, writes nothing."""
@@ -30,7 +30,7 @@ def plan() -> list[str]:
 
 
 @task(pool=POOL, trigger_rule=TriggerRule.NONE_FAILED, multiple_outputs=False)
-@no_retry_on_govlake_errors
+@govlake_job
 def conform(dataset: str) -> dict:
     """Conform this dataset's pending batches; skipped (no Asset event) when none is pending."""
     result = jobs.conform_dataset(dataset, govlake_run_id())

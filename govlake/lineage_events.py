@@ -97,7 +97,7 @@ class LineageEmitter:
     def run(self, job: str, inputs: list[DatasetRef], outputs: list[DatasetRef], *, description: str = "",
             engine: str | None = None, parent: dict | None = None) -> Iterator["LineageRun"]:
         """START now; COMPLETE with the facets the body filled in, or FAIL (and re-raise) on an exception."""
-        handle = LineageRun(self, job, str(uuid.uuid4()), inputs, outputs, description, engine, parent)
+        handle = LineageRun(self, job, str(uuid.uuid4()), inputs, outputs, description, engine, parent or env_parent())
         handle.emit("START")
         try:
             yield handle
@@ -179,9 +179,12 @@ class LineageRun:
         if self.parent:
             from openlineage.client.facet_v2 import parent_run
 
+            root = self.parent.get("root")
             run_facets["parent"] = parent_run.ParentRunFacet(
                 run=parent_run.Run(runId=self.parent["run_id"]),
-                job=parent_run.Job(namespace=self.parent.get("namespace", NAMESPACE), name=self.parent["job"]))
+                job=parent_run.Job(namespace=self.parent.get("namespace", NAMESPACE), name=self.parent["job"]),
+                root=parent_run.Root(run=parent_run.RootRun(runId=root["run_id"]),
+                                     job=parent_run.RootJob(namespace=root["namespace"], name=root["job"])) if root else None)
         job_facets = {"jobType": job_type_job.JobTypeJobFacet(processingType="BATCH", integration="GOVLAKE", jobType="JOB")}
         if self.description:
             job_facets["documentation"] = documentation_job.DocumentationJobFacet(description=self.description)
@@ -232,6 +235,28 @@ class LineageRun:
                         run=Run(runId=self.run_id, facets=run_facets),
                         job=Job(namespace=NAMESPACE, name=self.job, facets=job_facets),
                         inputs=inputs, outputs=outputs, producer=PRODUCER)
+
+
+def _run_ref(value: str | None) -> dict | None:
+    """``namespace/job/run_id`` (the form OpenLineage integrations pass to child jobs) as a dict; None
+    unless the run id is a UUID, as the ParentRunFacet requires."""
+    if not value or value.count("/") < 2:
+        return None
+    namespace, job, run_id = value.rsplit("/", 2)
+    try:
+        uuid.UUID(run_id)
+    except ValueError:
+        return None
+    return {"namespace": namespace, "job": job, "run_id": run_id}
+
+
+def env_parent() -> dict | None:
+    """The parent run handed down by an orchestrator (``OPENLINEAGE_PARENT_ID``, and the root of its run
+    tree in ``OPENLINEAGE_ROOT_PARENT_ID``): the Airflow task that runs a job, for instance."""
+    parent = _run_ref(os.environ.get("OPENLINEAGE_PARENT_ID"))
+    if parent is not None:
+        parent["root"] = _run_ref(os.environ.get("OPENLINEAGE_ROOT_PARENT_ID"))
+    return parent
 
 
 def _version(dist: str) -> str:

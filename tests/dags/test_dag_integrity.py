@@ -170,9 +170,9 @@ def test_govlake_errors_fail_without_retry(bag) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
     from govlake.errors import PipelineError
-    from govlake_common import no_retry_on_govlake_errors  # importable: the bundle puts dags/ on sys.path
+    from govlake_common import govlake_job  # importable: the bundle puts dags/ on sys.path
 
-    @no_retry_on_govlake_errors
+    @govlake_job
     def job(kind: str) -> str:
         raise PipelineError("质量评分未通过金层校验") if kind == "govlake" else OSError("lake unreachable")
 

@@ -101,6 +101,14 @@ def test_pipeline_through_airflow_then_rerun_is_a_noop(airflow_db, govlake_env, 
     ol = [json.loads(line) for line in OL_EVENTS.read_text(encoding="utf-8").splitlines()]
     conform_ol = [e for e in ol if e["job"]["name"] == "govlake_silver.conform__hukou_population" and e["eventType"] == "COMPLETE"]
     assert conform_ol and {o["name"] for o in conform_ol[-1]["outputs"]} >= {str(Path(ctx.lake.uri("silver", "hukou_population")))}
+    # the jobs' own runs are children of the Airflow task that ran them (and of its DAG run, as root)
+    own_conform = [json.loads(line) for line in ctx.lineage.events_path.read_text(encoding="utf-8").splitlines()]
+    own_conform = [e for e in own_conform if e["job"]["name"] == "conform.hukou_population"]
+    assert own_conform
+    parent = own_conform[-1]["run"]["facets"]["parent"]
+    assert parent["job"]["name"] == "govlake_silver.conform__hukou_population"
+    assert parent["run"]["runId"] == conform_ol[-1]["run"]["runId"]
+    assert parent["root"]["job"]["name"] == "govlake_silver"
     # ... and they, like the jobs' own events in the lake, validate against the official OpenLineage schemas
     from tests.govlake.test_lineage_events import SPEC, _validators
 

@@ -204,3 +204,32 @@ def test_lineage_cli_and_its_errors(ctx, pipeline_run) -> None:
     bad = runner.invoke(main, ["lineage", "silver.market_entity", "--lake", lake])
     assert bad.exit_code == 2 and "silver.market_entities" in bad.output and "Traceback" not in bad.output
     assert ctx.lake.exists("gold", "lineage_edges")
+
+
+def test_parent_run_handed_down_by_an_orchestrator(ctx, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """OPENLINEAGE_PARENT_ID / OPENLINEAGE_ROOT_PARENT_ID (``namespace/job/run_id``, what the Airflow
+    provider's macros produce) make the job's run a child; a value without a UUID run id is ignored."""
+    import uuid
+
+    from govlake.lineage_events import env_parent
+
+    task, dag = str(uuid.uuid4()), str(uuid.uuid4())
+    monkeypatch.setenv("OPENLINEAGE_PARENT_ID", f"airflow://prod/govlake_ingest_gaj.ingest/{task}")
+    monkeypatch.setenv("OPENLINEAGE_ROOT_PARENT_ID", f"airflow://prod/govlake_ingest_gaj/{dag}")
+    hk, _ = _people(tmp_path)
+    ingest_file(ctx, hk, "gaj", "hukou_population")
+    events = [json.loads(line) for line in ctx.lineage.events_path.read_text(encoding="utf-8").splitlines()]
+    assert [e["eventType"] for e in events] == ["START", "COMPLETE"]
+    for e in events:
+        parent = e["run"]["facets"]["parent"]
+        assert (parent["job"]["namespace"], parent["job"]["name"]) == ("airflow://prod", "govlake_ingest_gaj.ingest")
+        assert parent["run"]["runId"] == task
+        root = parent["root"]
+        assert (root["job"]["namespace"], root["job"]["name"], root["run"]["runId"]) == ("airflow://prod", "govlake_ingest_gaj", dag)
+        if SPEC.is_dir():
+            _, facet_validators = _validators()
+            assert not list(facet_validators["parent"].iter_errors({"parent": parent}))
+    monkeypatch.setenv("OPENLINEAGE_PARENT_ID", "airflow/govlake_ingest_gaj.ingest/not-a-uuid")
+    assert env_parent() is None
+    monkeypatch.delenv("OPENLINEAGE_PARENT_ID")
+    assert env_parent() is None
