@@ -63,7 +63,7 @@ class Dialect:
 
     def compact(self, array_expr: str) -> str:
         """Drop NULL elements from an array."""
-        return f"list_filter({array_expr}, x -> x IS NOT NULL)"
+        return f"list_filter({array_expr}, lambda x: x IS NOT NULL)"
 
     def array_len(self, array_expr: str) -> str:
         return f"len({array_expr})"

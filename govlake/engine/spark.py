@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import shutil
 import sys
@@ -243,6 +244,10 @@ def spark_session():
             b = b.config(k, v)
         _SESSION = b.getOrCreate()
         _SESSION.sparkContext.setLogLevel(os.environ.get("GOVLAKE_SPARK_LOG_LEVEL", "ERROR"))
+        # py4j logs every connection it closes at INFO, some from __del__ during interpreter shutdown, after
+        # the host (pytest, Airflow) has closed its log streams: "--- Logging error ---" noise at exit.
+        if logging.getLogger("py4j").level == logging.NOTSET:
+            logging.getLogger("py4j").setLevel(logging.WARNING)
         atexit.register(_stop, local_dir)
         return _SESSION
 
