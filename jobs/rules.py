@@ -231,7 +231,9 @@ class CompiledContract:
             return f"CASE WHEN upper({s}) IN ({', '.join(map(sql_str, TRUE_WORDS))}) THEN TRUE " \
                    f"WHEN upper({s}) IN ({', '.join(map(sql_str, FALSE_WORDS))}) THEN FALSE END"
         if f.type == "date":
-            parts = [f"CASE WHEN length({s}) = 10 THEN {d.try_cast(s, 'DATE')} END",
+            # The ISO fast path needs the whole text to be ISO: both engines' casts stop at a space or a
+            # stray character ('2021-3-5 x', '2021-03-5x' -> 2021-03-05), which would be silent coercion.
+            parts = [f"CASE WHEN {d.regex_full(s, '[0-9]{4}-[0-9]{2}-[0-9]{2}')} THEN {d.try_cast(s, 'DATE')} END",
                      f"CASE WHEN {d.regex_full(s, '[0-9]{8}')} THEN {d.parse_date(s, '%Y%m%d')} END"]
             parts += [d.parse_date(s, fmt) for fmt in DATE_FORMATS]  # %Y-%m-%d again: 2015-6-1 is not 10 long
             return f"coalesce({', '.join(parts)})"

@@ -121,6 +121,9 @@ def _std(ctx, dataset: str, field: str, raw: str | None):
     ("20210305", date(2021, 3, 5)), ("2021.03.05", date(2021, 3, 5)), ("２０２１－０３－０５", date(2021, 3, 5)),
     (" 2021-03-05 ", date(2021, 3, 5)), ("2021-02-30", None), ("2021-13-01", None), ("5/3/2021", None),
     ("epoch", None), ("infinity", None),
+    # Trailing text is not cut off: a date with something after it is invalid, never truncated to a date.
+    ("2021-3-5 x", None), ("2021-03-5x", None), ("2021-03-05x", None), ("2021-03-05 garbage", None),
+    ("2021-03-05 01:02:03", date(2021, 3, 5)),
 ])
 def test_date_standardization(ctx, raw: str, expected) -> None:
     assert _std(ctx, "market_entities", "establish_date", raw)[1] == expected
