@@ -49,6 +49,11 @@ class Field:
         return self.pii != "none"
 
     @property
+    def hidden(self) -> bool:
+        """Masked PII: the raw value never leaves bronze (silver keeps ``<name>_masked``, maybe a pid)."""
+        return self.is_pii and self.mask is not None
+
+    @property
     def headers(self) -> tuple[str, ...]:
         """Every source header that means this field: title, aliases and the field name itself."""
         return (self.title, *self.aliases, self.name)
@@ -100,6 +105,11 @@ class Contract:
     @property
     def key_fields(self) -> list[Field]:
         return [self.field(k) for k in self.key]
+
+    def has_pid(self, f: Field) -> bool:
+        """Whether silver keeps an HMAC pseudonym (``<name>_pid``) of this masked PII field: when the
+        contract asks for one, or the field is part of the business key (rows must still be matched)."""
+        return f.hidden and (f.pseudonymize or f.name in self.key)
 
     def header_map(self) -> dict[str, str]:
         """Normalized source header -> field name."""

@@ -235,7 +235,7 @@ def register_references(ctx: Context, engine: Engine, suite: Suite) -> tuple[Sui
             if not ctx.lake.exists("silver", ds):
                 continue
             f = ctx.contract(ds).field(col)
-            column = f"{col}_pid" if f.is_pii and f.mask is not None else col
+            column = f"{col}_pid" if f.hidden else col
             view = f"ref_{ds}"
             engine.register_delta(view, "silver", ds)
             parts.append(f"SELECT CAST({engine.dialect.ident(column)} AS {engine.dialect.varchar()}) AS v FROM {view}")

@@ -18,7 +18,6 @@ from __future__ import annotations
 from itertools import combinations
 
 from govlake.context import Context
-from govlake.contracts import Contract
 from govlake.engine.base import Engine, sql_str
 from govlake.jobs.integrate import GoldResult, rebuild
 from govlake.registry import DataItem, ItemSource
@@ -30,11 +29,6 @@ CONFLICT_COLUMNS = ("item", "item_title", "subject", "subject_key", "dataset_a",
 SUMMARY_COLUMNS = ("item", "item_title", "dataset_a", "dataset_b", "compared", "conflicts", "authoritative_node")
 
 
-def _hidden(c: Contract, name: str) -> bool:
-    f = c.field(name)
-    return f.is_pii and f.mask is not None
-
-
 def _side(ctx: Context, engine: Engine, src: ItemSource) -> str:
     """SELECT of one source: subject key, comparable value, masked display value, node."""
     d = engine.dialect
@@ -42,8 +36,8 @@ def _side(ctx: Context, engine: Engine, src: ItemSource) -> str:
     c = ctx.contract(src.dataset)
     f = c.field(src.field)
     rel = f"silver__{src.dataset}"
-    key = f"{src.key}_pid" if _hidden(c, src.key) else f"CAST({d.ident(src.key)} AS {v})"
-    if _hidden(c, src.field):
+    key = f"{src.key}_pid" if c.field(src.key).hidden else f"CAST({d.ident(src.key)} AS {v})"
+    if c.field(src.field).hidden:
         compare, shown = f"{src.field}_pid", f"{src.field}_masked"
     else:
         compare = f"CAST({d.ident(src.field)} AS {v})"

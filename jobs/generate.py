@@ -326,7 +326,6 @@ def plan(registry: Registry, world_models: dict[str, DatasetModel], rows: int, s
             reps = min(reps, max(0, size // 2 - 1))
             distinct = size - reps
             red = min(int(round(REDELIVER_RATE * known)), int(0.6 * distinct)) if seq > 1 else 0
-            new = distinct - red
             delivered_on = date.fromordinal(date(1970, 1, 1).toordinal() + days[seq - 1])
             parts = max(1, math.ceil(size / max_rows_per_file))
             part_rows = _split(size, parts)

@@ -42,8 +42,8 @@ def silver_column_sources(c: Contract) -> dict[str, tuple[str, str]]:
     """silver column -> (bronze field, transformation)."""
     out: dict[str, tuple[str, str]] = {}
     for f in c.fields:
-        if f.is_pii and f.mask is not None:
-            if f.pseudonymize or f.name in c.key:
+        if f.hidden:
+            if c.has_pid(f):
                 out[f"{f.name}_pid"] = (f.name, "MASKED")
             out[f"{f.name}_masked"] = (f.name, "MASKED")
         else:
@@ -88,11 +88,10 @@ def governance_edges(ctx: Context) -> list[Edge]:
     for item in ctx.registry.data_items.values():
         for s in item.sources:
             c = ctx.contract(s.dataset)
-            hidden = lambda n: c.field(n).is_pii and c.field(n).mask is not None  # noqa: E731
-            value_cols = [f"{s.field}_masked"] if hidden(s.field) else [s.field]
-            key_col = f"{s.key}_pid" if hidden(s.key) else s.key
             f = c.field(s.field)
-            if hidden(s.field) and (f.pseudonymize or s.field in c.key):
+            value_cols = [f"{s.field}_masked"] if f.hidden else [s.field]
+            key_col = f"{s.key}_pid" if c.field(s.key).hidden else s.key
+            if c.has_pid(f):
                 value_cols.append(f"{s.field}_pid")  # compared as pseudonyms
             for col in value_cols:
                 for out in ("value_a", "value_b", "authoritative_value"):

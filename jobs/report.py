@@ -27,7 +27,6 @@ from typing import Any
 from govlake.context import Context
 from govlake.engine.base import sql_str
 from govlake.jobs.conform import ACCOUNTING
-from govlake.jobs.crosscheck import CONFLICTS
 from govlake.jobs.ingest import BATCHES
 from govlake.jobs.scoring import DIMENSION_TITLES, DIMENSIONS, SCORES
 from govlake.jobs.validate import RESULTS

@@ -72,17 +72,11 @@ def ric_digits(d: Dialect, s: str) -> str:
 def ric_valid(d: Dialect, s: str, digits: str | None = None) -> str:
     """GB 11643: format (province prefix), a real birth date not in the future, and the check character.
 
-    ``digits`` names the column holding ``ric_digits(s)`` where the caller computed it; without it (gold
-    tables) the weighted digit sum is one list operation (Dialect.digit_dot).
+    ``digits`` names the column holding ``ric_digits(s)`` where the conform pass computed it. Elsewhere
+    (unit tests, suites without a contract) the expression is inlined: correct, only slower, since the
+    engine then evaluates it once per reference.
     """
-    if digits is None:
-        total = d.digit_dot(s, RIC_WEIGHTS)
-        birth = d.parse_date(f"substr({s}, 7, 8)", "%Y%m%d")
-        return (
-            f"(CASE WHEN {d.regex_full(s, RIC_FORMAT)} "
-            f"THEN coalesce({birth} BETWEEN DATE '1900-01-01' AND {d.current_date()}, FALSE) "
-            f"AND substr('10X98765432', CAST(({total}) % 11 AS INTEGER) + 1, 1) = substr({s}, 18, 1) ELSE FALSE END)"
-        )
+    digits = digits or f"({ric_digits(d, s)})"
     hi, lo = d.int_div(digits, "100000000"), f"({digits} % 100000000)"  # 9 + 8 digits
     total = f"{weighted_digits(d, hi, RIC_WEIGHTS[:9])} + {weighted_digits(d, lo, RIC_WEIGHTS[9:])}"
     birth = f"({d.int_div(digits, '1000')} % 100000000)"
@@ -176,7 +170,7 @@ def compile_check(d: Dialect, ck: Check, value, pid, reg: Registry, contract: Co
         return f"coalesce({a} {op} {b}, FALSE)"
     if t == "expect_column_values_to_exist_in_dataset":
         f = contract.field(col) if contract is not None else None
-        probe = pid(s) if f is not None and f.is_pii and f.mask is not None else s
+        probe = pid(s) if f is not None and f.hidden else s
         return f"{s} IS NOT NULL AND {probe} NOT IN (SELECT v FROM {ri_view(ck)})"
     if t == "expect_column_values_to_be_unique":
         return f"{s} IS NOT NULL AND count(*) OVER (PARTITION BY {s}) > 1"
@@ -256,12 +250,8 @@ class CompiledContract:
     def pid(self, s: str) -> str:
         return self.d.hmac_hex(s, self.key)  # NULL in, NULL out
 
-    def hidden(self, f: Field) -> bool:
-        """Raw values of masked PII fields never leave bronze."""
-        return f.is_pii and f.mask is not None
-
     def key_columns(self) -> list[str]:
-        return [f"{k}_pid" if self.hidden(self.c.field(k)) else k for k in self.c.key]
+        return [f"{k}_pid" if self.c.field(k).hidden else k for k in self.c.key]
 
     # -- rules ----------------------------------------------------------------------------------
     def rules(self) -> list[Rule]:
@@ -339,8 +329,8 @@ class CompiledContract:
         cols: list[tuple[str, str]] = []
         for f in self.c.fields:
             s = f"s__{f.name}"
-            if self.hidden(f):
-                if f.pseudonymize or f.name in self.c.key:
+            if f.hidden:
+                if self.c.has_pid(f):
                     cols.append((self.pid(s), f"{f.name}_pid"))
                 cols.append((self.mask(f, s), f"{f.name}_masked"))
             else:
@@ -356,7 +346,7 @@ class CompiledContract:
         v = self.d.varchar()
         parts = []
         for k in self.c.key:
-            if self.hidden(self.c.field(k)):
+            if self.c.field(k).hidden:
                 parts.append(f"{k}_pid" if layer == "silver" else self.pid(f"s__{k}"))
             else:
                 parts.append(f"CAST({k} AS {v})" if layer == "silver" else f"coalesce(CAST(t__{k} AS {v}), s__{k})")
@@ -370,7 +360,7 @@ class CompiledContract:
     def record_json(self) -> str:
         """The delivered record (bronze values, PII masked) as JSON text keyed by the Chinese field titles."""
         col = lambda f: f"r__{f.name}"  # noqa: E731  (raw values carried by std_sql(raw=True))
-        return self.d.json_object([(f.title, self.mask(f, col(f)) if self.hidden(f) else col(f)) for f in self.c.fields])
+        return self.d.json_object([(f.title, self.mask(f, col(f)) if f.hidden else col(f)) for f in self.c.fields])
 
     QUARANTINE_META = ("_batch_id", "_node", "_source_file", "_row_number", "_ingested_at")
 

@@ -94,7 +94,7 @@ def _row_tallies(ctx: Context, engine: Engine, dataset: str, batches: list[str])
     """(batch, district) -> rows seen in silver and quarantine, with filled cells and warnings."""
     c = ctx.contract(dataset)
     dfield = _district_field(ctx, dataset)
-    cols = [f"{f.name}_masked" if f.is_pii and f.mask is not None else f.name for f in c.fields]
+    cols = [f"{f.name}_masked" if f.hidden else f.name for f in c.fields]
     filled = " + ".join(f"CASE WHEN {engine.dialect.ident(x)} IS NULL THEN 0 ELSE 1 END" for x in cols)
     district = engine.dialect.ident(dfield) if dfield else "NULL"
     in_b = f"_batch_id IN ({', '.join(map(sql_str, batches))})"
@@ -227,7 +227,7 @@ def _conflicts_by_dataset(ctx: Context, engine: Engine, batches_by_ds: dict[str,
     for item in ctx.registry.data_items.values():
         for s in item.sources:
             f = ctx.contract(s.dataset).field(s.key)
-            keys[s.dataset] = f"{s.key}_pid" if f.is_pii and f.mask is not None else s.key
+            keys[s.dataset] = f"{s.key}_pid" if f.hidden else s.key
     out: dict[str, int] = {}
     engine.register_delta("score_conflicts", "gold", CONFLICTS)
     for ds, batches in batches_by_ds.items():

@@ -96,14 +96,6 @@ class Dialect:
     def concat_bytes(self, a: str, b: str) -> str:
         return f"({a} || {b})"
 
-    def digit_dot(self, expr: str, weights: Sequence[int]) -> str:
-        """Sum of digit_i * weight_i over the first len(weights) characters (which must be digits).
-
-        One list operation references ``expr`` once; 17 substrings would be re-evaluated by the optimizer.
-        """
-        w = ", ".join(f"{x}.0" for x in weights)
-        return f"CAST(list_dot_product(CAST(string_split(substr({expr}, 1, {len(weights)}), '') AS DOUBLE[]), [{w}]) AS BIGINT)"
-
     def hash64(self, expr: str) -> str:
         """A 64-bit non-cryptographic hash of a value (stable within a process; never NULL)."""
         return f"hash({expr})"

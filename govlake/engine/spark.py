@@ -157,11 +157,6 @@ class SparkDialect(Dialect):
     def concat_bytes(self, a: str, b: str) -> str:
         return f"concat({a}, {b})"
 
-    def digit_dot(self, expr: str, weights: Sequence[int]) -> str:
-        w = ", ".join(f"CAST({x} AS BIGINT)" for x in weights)
-        return (f"aggregate(zip_with(split(substr({expr}, 1, {len(weights)}), ''), array({w}), "
-                f"(c, w) -> TRY_CAST(c AS BIGINT) * w), CAST(0 AS BIGINT), (acc, v) -> acc + v)")
-
     def hash64(self, expr: str) -> str:
         return f"xxhash64({expr})"
 

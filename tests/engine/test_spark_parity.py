@@ -27,7 +27,7 @@ from govlake.engine.base import Dialect  # noqa: E402
 from govlake.jobs.conform import conform  # noqa: E402
 from govlake.jobs.ingest import ingest  # noqa: E402
 from govlake.jobs.integrate import integrate  # noqa: E402
-from govlake.jobs.rules import DATE_FORMATS, RIC_WEIGHTS, TS_FORMATS, ric_valid, uscc_valid  # noqa: E402
+from govlake.jobs.rules import DATE_FORMATS, TS_FORMATS, ric_digits, ric_valid, uscc_valid  # noqa: E402
 from govlake.jobs.suites import EXCEL_NUMBER, PHONE, PROVINCES  # noqa: E402
 from govlake.models import load_models  # noqa: E402
 from tests.conftest import PROJECT, write_csv  # noqa: E402
@@ -384,12 +384,12 @@ def test_arrays_and_text_primitives(duck_engine, spark_engine) -> None:
     assert_both(duck_engine, spark_engine, lambda d, e: f"{d.ident('v')} || {d.ident('v')}", ["x", None])
 
 
-def test_digit_dot_and_check_characters(duck_engine, spark_engine) -> None:
+def test_ric_digits_and_check_characters(duck_engine, spark_engine) -> None:
     rng = random.Random(7)
     ids = [ric_number(birth=f"19{rng.randrange(30, 99)}0{rng.randrange(1, 9)}1{rng.randrange(0, 9)}",
                       seq=f"{rng.randrange(0, 1000):03d}") for _ in range(60)]
     ids += [bad_check(x) for x in ids[:20]] + ["11" + "0" * 16, "9" * 18]
-    assert_both(duck_engine, spark_engine, lambda d, e: d.digit_dot(e, RIC_WEIGHTS), ids)
+    assert_both(duck_engine, spark_engine, lambda d, e: ric_digits(d, e), ids)
     ids += ["44010619900230123X", "440106299003071234", "abc", "", None, "4401061990030712", REP.lower()]
     assert_both(duck_engine, spark_engine, lambda d, e: ric_valid(d, e), ids)
     codes = [uscc_code(org=f"MA59{rng.choice('ABCDEFGH')}{rng.randrange(100, 999)}{rng.randrange(1, 9)}") for _ in range(40)]
