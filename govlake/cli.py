@@ -29,10 +29,34 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except GovlakeError as exc:
-            err_console.print(f"[bold red]错误：[/]{exc}", highlight=False)
-            sys.exit(exc.exit_code)
+            _fail(exc)
+        except Exception as exc:  # storage failures surface from delta-rs, DuckDB and Arrow as their own types
+            translated = _storage_failure(exc)
+            if translated is None:
+                raise
+            _fail(translated)
 
     return wrapper
+
+
+def _fail(exc: GovlakeError) -> None:
+    err_console.print(f"[bold red]错误：[/]{exc}", highlight=False)
+    sys.exit(exc.exit_code)
+
+
+def _storage_failure(exc: BaseException) -> GovlakeError | None:
+    """The first storage failure (disk full, read-only, no permission) in the exception's cause chain."""
+    from govlake.errors import storage_error
+
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        found = storage_error(cur)
+        if found is not None:
+            return found
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def make_context(lake: str | None):
@@ -128,12 +152,13 @@ def run(datasets: tuple[str, ...], lake: str | None, engine_kind: str) -> None:
 @click.option("--limit", type=int, default=200, show_default=True, help="Rows shown in table format.")
 @click.option("--export-duckdb", "export_path", type=click.Path(path_type=Path), default=None,
               help="Instead of querying, write a DuckDB database file of the role's tables as views (with descriptions).")
+@click.option("--force", is_flag=True, help="With --export-duckdb: replace an existing file (never a directory).")
 @lake_option
 @friendly
-def sql(query: str | None, role: str, fmt: str, limit: int, export_path: Path | None, lake: str | None) -> None:
+def sql(query: str | None, role: str, fmt: str, limit: int, export_path: Path | None, force: bool, lake: str | None) -> None:
     """Query the lake with SQL (tables named <layer>.<table>), scoped by role; or export a DuckDB file."""
     from govlake.descriptions import column_descriptions, table_description
-    from govlake.sqlaccess import SqlSession, export_duckdb
+    from govlake.sqlaccess import SqlSession, display_rows, export_duckdb, render_csv
 
     ctx = make_context(lake)
 
@@ -141,7 +166,7 @@ def sql(query: str | None, role: str, fmt: str, limit: int, export_path: Path | 
         return table_description(ctx, layer, name), column_descriptions(ctx, layer, name)
 
     if export_path is not None:
-        counts = export_duckdb(ctx.lake, str(export_path), role, describe)
+        counts = export_duckdb(ctx.lake, str(export_path), role, describe, force=force)
         console.print(f"已导出 {sum(counts.values())} 个视图（{'、'.join(f'{k} {v}' for k, v in counts.items())}）→ {export_path}\n"
                       f"用法：duckdb {export_path}  然后  SELECT * FROM gold.population LIMIT 10;")
         return
@@ -153,21 +178,18 @@ def sql(query: str | None, role: str, fmt: str, limit: int, export_path: Path | 
     finally:
         session.close()
     if fmt == "csv":
-        import pyarrow.csv as pacsv
-
-        import io
-
-        out = io.BytesIO()
-        pacsv.write_csv(result, out)
-        sys.stdout.write(out.getvalue().decode("utf-8"))
+        sys.stdout.write(render_csv(result))
     elif fmt == "json":
-        sys.stdout.write(json.dumps(result.to_pylist(), ensure_ascii=False, default=str, indent=1) + "\n")
+        rows = result.to_pylist(maps_as_pydicts="lossy")
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False, default=str, indent=1) + "\n")
     else:
+        from rich.text import Text  # cells are data, never rich markup ("[/]" in a value must not crash)
+
         t = Table(show_lines=False)
         for name in result.column_names:
-            t.add_column(name)
-        for row in result.slice(0, limit).to_pylist():
-            t.add_row(*["" if v is None else str(v) for v in row.values()])
+            t.add_column(Text(name))
+        for cells in display_rows(result.slice(0, limit)):
+            t.add_row(*(Text(c) for c in cells))
         console.print(t)
         more = f"（仅显示前 {limit} 行）" if result.num_rows > limit else ""
         console.print(f"{result.num_rows:,} 行{more}")
@@ -301,14 +323,17 @@ def duties(only_findings: bool, node: str | None, fmt: str, out_file: Path | Non
     if fmt == "xlsx":
         from openpyxl import Workbook
 
+        from govlake.exports import append_row
+
         wb = Workbook()
         wb.remove(wb.active)
         for title, rows in ([] if only_findings else [("职能数据清单", lst)]) + [("问题清单", found)]:
             ws = wb.create_sheet(title)
             header = list(rows[0]) if rows else []
-            ws.append(header)
-            for r in rows:
-                ws.append([str(r[h]) if r[h] is not None and not isinstance(r[h], (int, float, str)) else r[h] for h in header])
+            append_row(ws, header)
+            for r in rows:  # registry and finding texts as text, never as formulas
+                append_row(ws, [str(r[h]) if r[h] is not None and not isinstance(r[h], (int, float, str)) else r[h]
+                                for h in header])
             ws.freeze_panes = "A2"
         path = out_file or Path("职能数据清单.xlsx")
         wb.save(path)
@@ -379,9 +404,12 @@ def indicators(district: str | None, indicator_id: str | None, fmt: str, lake: s
 @lake_option
 @friendly
 def serve(host: str, port: int, lake: str | None) -> None:
-    """The CDO dashboard (Chinese web app): nodes, catalog, duties, indicators, quality, lineage."""
-    from govlake.dashboard import serve as run_server
+    """The CDO dashboard (Chinese web app): nodes, catalog, duties, indicators, quality, lineage.
 
+    Loopback only (127.0.0.0/8, ::1, localhost) until the dashboard has a login."""
+    from govlake.dashboard import check_loopback, serve as run_server
+
+    check_loopback(host)  # before anything else: a refused bind must not start or print a URL
     ctx = make_context(lake)
     console.print(f"数据治理驾驶舱：http://{host}:{port}/ （数据湖 {ctx.settings.lake_root}；Ctrl+C 退出）")
     run_server(ctx, host, port)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from govlake.contracts import Contract, get_contract
+from govlake.filemodes import restrict_new_files
 from govlake.lake import Lake
 from govlake.project import Settings
 from govlake.registry import Registry, load_registry
@@ -18,6 +19,10 @@ from govlake.registry import Registry, load_registry
 @dataclass
 class Context:
     settings: Settings
+
+    def __post_init__(self) -> None:
+        # Every entry point (CLI, Airflow task, dashboard) builds a Context before touching the lake.
+        restrict_new_files()
 
     @classmethod
     def from_env(cls, lake: str | None = None) -> "Context":

@@ -7,16 +7,92 @@ filters, a resource's metadata, items and lineage), 职能数据清单 (coverage
 Server-rendered with Jinja2 (pages work without scripts; ECharts, vendored from npm, draws the charts). It
 reads only gold tables (the analyst's view) and caches each table per Delta version, so a page costs one
 version check per table once warm.
+
+It has no login yet, so it is hardened as a local, read-only page: every template is auto-escaped (query
+parameters and gold values alike are delivered or typed by someone else), every response carries a strict
+Content-Security-Policy (scripts and styles only from ``/static``; chart data travels as JSON, not inline
+script) and anti-framing / no-sniff / no-referrer headers, requests must name a loopback host (no DNS
+rebinding), there is no OpenAPI schema or docs UI, the lake location is not shown, and ``serve`` refuses to
+bind anything but a loopback address.
 """
 
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
 from govlake.context import Context
+from govlake.errors import ConfigError
 
 STATIC = Path(__file__).parent / "static"
+TEMPLATES = Path(__file__).parent / "templates" / "dashboard"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; object-src 'none'; "
+       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cross-origin-opener-policy": "same-origin",
+}
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and ``localhost``: the only addresses the dashboard may listen on (and be called by)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_loopback(host: str) -> None:
+    """Refuse a non-loopback bind: without login, anyone who can reach the port could read every gold table."""
+    if not is_loopback(host):
+        raise ConfigError(f"拒绝在地址 {host} 上启动驾驶舱：驾驶舱尚无登录和权限控制，只能在本机回环地址"
+                          "（127.0.0.1、::1 或 localhost）上提供服务",
+                          where="govlake serve --host",
+                          hint="去掉 --host（默认 127.0.0.1）；需要从其他机器查看时，用 SSH 端口转发："
+                               "ssh -L 8765:127.0.0.1:8765 本服务器")
+
+
+def _host_of(headers: list[tuple[bytes, bytes]]) -> str:
+    """The host name of the request's Host header, without the port (``[::1]:8765`` -> ``[::1]``)."""
+    raw = next((v for k, v in headers if k == b"host"), b"").decode("latin-1")
+    if raw.startswith("["):
+        return raw[: raw.find("]") + 1] if "]" in raw else raw
+    return raw.rsplit(":", 1)[0] if raw.count(":") == 1 else raw
+
+
+class SecurityHeaders:
+    """ASGI middleware: security headers on every HTTP response (pages, static files, 404s), and requests
+    whose Host is not a loopback name refused (a web page that rebinds its DNS name to 127.0.0.1 must not
+    read the dashboard)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.headers = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.headers]}
+            await send(message)
+
+        if not is_loopback(_host_of(scope.get("headers", []))):
+            from starlette.responses import PlainTextResponse
+
+            await PlainTextResponse("仅接受本机访问（Host 须为 127.0.0.1、::1 或 localhost）", status_code=400)(
+                scope, receive, send_with_headers)
+            return
+        await self.app(scope, receive, send_with_headers)
 
 
 class DashboardData:
@@ -33,7 +109,7 @@ class DashboardData:
         version = dt.version()
         hit = self._cache.get(table)
         if hit is None or hit[0] != version:
-            hit = (version, dt.to_pyarrow_table().to_pylist())
+            hit = (version, self.ctx.lake.dataset(dt).to_table().to_pylist())
             self._cache[table] = hit
         return hit[1]
 
@@ -69,6 +145,18 @@ def fmt_num(v: Any) -> str:
     return f"{v:,.2f}".rstrip("0").rstrip(".")
 
 
+def template_env():
+    """The dashboard's Jinja environment, escaping every template.
+
+    Starlette's default (``select_autoescape()``) escapes only names ending in .html/.htm/.xml, and ours end
+    in ``.html.j2``: it escaped nothing, so ``/catalog?q=<script>`` ran the script."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
+    env.filters["num"] = fmt_num
+    return env
+
+
 def create_app(ctx: Context):
     from fastapi import FastAPI, Query, Request
     from fastapi.responses import HTMLResponse
@@ -78,13 +166,14 @@ def create_app(ctx: Context):
     from govlake.jobs.lineage import lineage_edges, walk
 
     data = DashboardData(ctx)
-    templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates" / "dashboard"))
-    templates.env.filters["num"] = fmt_num
-    app = FastAPI(title="govlake 数据治理驾驶舱", docs_url=None, redoc_url=None)
+    templates = Jinja2Templates(env=template_env())
+    # No OpenAPI schema or docs UI: they list every route and parameter to anyone who can reach the port.
+    app = FastAPI(title="govlake 数据治理驾驶舱", openapi_url=None, docs_url=None, redoc_url=None)
+    app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     def page(request: Request, name: str, status: int = 200, **kw: Any) -> HTMLResponse:
-        return templates.TemplateResponse(request, name, {"lake": ctx.settings.lake_root, **kw}, status_code=status)
+        return templates.TemplateResponse(request, name, kw, status_code=status)
 
     @app.get("/", response_class=HTMLResponse)
     def overview(request: Request):
@@ -196,13 +285,16 @@ def headless_chromium():
     opts.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1440,1000", "--lang=zh-CN"):
         opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console messages, CSP violations included
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
 
 
 def serve(ctx: Context, host: str = "127.0.0.1", port: int = 8765) -> None:
     import uvicorn
 
+    check_loopback(host)
     uvicorn.run(create_app(ctx), host=host, port=port, log_level="warning")
 
 
-__all__ = ["BackgroundServer", "DashboardData", "create_app", "headless_chromium", "serve"]
+__all__ = ["BackgroundServer", "DashboardData", "check_loopback", "create_app", "headless_chromium", "is_loopback",
+           "serve", "template_env"]

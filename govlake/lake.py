@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+from deltalake import ColumnProperties, CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from govlake.errors import RegistryError, did_you_mean
@@ -26,8 +28,34 @@ LAYERS = ("bronze", "silver", "quarantine", "gold", "meta")
 ROW_GROUP_ROWS = 122_880  # DuckDB's own row group size
 
 
-def writer_properties() -> WriterProperties:
-    return WriterProperties(max_row_group_size=ROW_GROUP_ROWS)
+def writer_properties(private: Iterable[str] = ()) -> WriterProperties:
+    """``private``: columns holding personal values; no statistics are written for them, so their values
+    appear neither in Parquet footers (min/max) nor in the Delta log's ``stats``."""
+    cols = {c: ColumnProperties(statistics_enabled="NONE") for c in private}
+    return WriterProperties(max_row_group_size=ROW_GROUP_ROWS, column_properties=cols or None)
+
+
+def refuse_conflicts(write: Any) -> Any:
+    """A concurrent commit to the same table (a writer that bypassed the lake's writer lock) ends the job
+    with a message instead of a delta-rs trace; the commit was not made, the table is as it was."""
+    import functools
+
+    from deltalake.exceptions import CommitFailedError
+
+    @functools.wraps(write)
+    def wrapper(self: "Lake", layer: str, name: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return write(self, layer, name, *args, **kwargs)
+        except CommitFailedError as exc:
+            from govlake.errors import PipelineError
+
+            raise PipelineError(
+                f"另一个写入者同时提交了 {layer}.{name}，本次提交已放弃，该表保持在上一次成功提交的状态",
+                where=self.uri(layer, name),
+                hint="确认没有绕过 govlake 写入锁的写入者（旧版本 govlake、手工脚本）同时写入该湖，然后重试",
+            ) from exc
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -48,6 +76,17 @@ class Lake:
         self.root = settings.lake_root.rstrip("/")
         self.storage_options = dict(settings.storage_options) or None
         self._handles: dict[str, DeltaTable] = {}
+        self._reachable = self.settings.is_local  # object stores are probed once, before delta-rs meets them
+
+    def check_reachable(self) -> None:
+        """Fail fast, in words, when an object-store lake cannot be used (wrong endpoint or port, bad
+        credentials, missing bucket): delta-rs would retry for minutes and end in a stack trace."""
+        if self._reachable:
+            return
+        from govlake.locking import probe_object_store
+
+        probe_object_store(self.root, self.settings.storage_options)
+        self._reachable = True
 
     # -- addressing -----------------------------------------------------------------------
     def uri(self, layer: str, name: str) -> str:
@@ -57,6 +96,7 @@ class Lake:
 
     def exists(self, layer: str, name: str) -> bool:
         uri = self.uri(layer, name)
+        self.check_reachable()
         return uri in self._handles or DeltaTable.is_deltatable(uri, storage_options=self.storage_options)
 
     def table(self, layer: str, name: str, version: int | None = None) -> DeltaTable | None:
@@ -66,6 +106,7 @@ class Lake:
         job touching a table once per delivered file would otherwise pay that again and again.
         """
         uri = self.uri(layer, name)
+        self.check_reachable()
         if version is not None:
             try:
                 return DeltaTable(uri, version=version, storage_options=self.storage_options)
@@ -81,6 +122,72 @@ class Lake:
             return None
         self._handles[uri] = dt
         return dt
+
+    def dataset(self, dt: DeltaTable) -> "pads.Dataset":
+        """A pyarrow dataset over the table's current files, read through a native (C++) filesystem.
+
+        delta-rs' default wraps its object store in a Python ``PyFileSystem``. A scan's last callbacks run on
+        pyarrow's worker threads and drop that filesystem there; when this happens while the interpreter is
+        exiting, the destructor's GIL request kills the thread inside a ``noexcept`` frame and the process
+        aborts (SIGABRT, "terminate called without an active exception") after a command had already printed
+        its result. pyarrow's own local and S3 filesystems hold no Python objects, so no such race exists.
+        """
+        return dt.to_pyarrow_dataset(filesystem=self._native_fs(dt.table_uri))
+
+    def scan_source(self, dt: DeltaTable) -> Any:
+        """What DuckDB should scan for the snapshot (``con.register``): its pyarrow dataset, with filter and
+        projection pushdown, unless a file of it was written with view types.
+
+        delta-rs writes some files (merges, predicate overwrites) with ``string_view`` columns and others
+        with ``string``. DuckDB pushes its filters into a pyarrow scan as ``string`` literals, and pyarrow
+        then compares them with the view-typed columns of such a file and fails (``Function 'greater_equal'
+        has no kernel matching input types (string, string_view)``: scoring on S3 lakes died on it). No
+        dataset schema avoids this (declared ``string_view``, the literals of DuckDB's join filters fail
+        instead), so such snapshots are scanned as a stream of batches cast to the table's plain types,
+        which DuckDB filters itself. Local lakes' engine views read the Parquet files with DuckDB's own
+        reader and never get here."""
+        ds = self.dataset(dt)
+        if not any(_has_view_types(frag) for frag in ds.get_fragments()):
+            return ds
+        return PlainTypedSource(ds)
+
+    def _native_fs(self, table_uri: str) -> "pafs.FileSystem":
+        import pyarrow.fs as pafs
+
+        if self.settings.is_local:
+            path = table_uri.removeprefix("file://")
+            return pafs.SubTreeFileSystem(path, pafs.LocalFileSystem())
+        opts = self.settings.storage_options
+        endpoint = opts.get("AWS_ENDPOINT_URL", "")
+        scheme, _, host = endpoint.partition("://") if endpoint else ("https", "", "")
+        s3 = pafs.S3FileSystem(
+            access_key=opts.get("AWS_ACCESS_KEY_ID"), secret_key=opts.get("AWS_SECRET_ACCESS_KEY"),
+            region=opts.get("AWS_REGION", "us-east-1"), endpoint_override=host or None, scheme=scheme or "https",
+        )
+        return pafs.SubTreeFileSystem(table_uri.split("://", 1)[1].rstrip("/"), s3)
+
+    def commit_metadata(self, layer: str, name: str, **match: Any) -> tuple[int, dict[str, Any]] | None:
+        """The newest commit whose govlake metadata contains ``match`` (e.g. ``batch_id=…``), as
+        ``(version, metadata)``: what a job recorded at commit time, read back from the Delta log, so a
+        crash after the commit loses nothing that went into it."""
+        dt = self.table(layer, name)
+        if dt is None:
+            return None
+        for entry in dt.history():
+            try:
+                meta = json.loads(entry.get("govlake") or "{}")
+            except (TypeError, ValueError):
+                continue
+            if all(meta.get(k) == v for k, v in match.items()):
+                return int(entry["version"]), meta
+        return None
+
+    def writer_lock(self, job: str, timeout: float | None = None):
+        """The lake's writer lock (see :mod:`govlake.locking`), held by every job that writes."""
+        from govlake.locking import writer_lock
+
+        self.check_reachable()
+        return writer_lock(self, job, timeout=timeout)
 
     def arrow_schema(self, layer: str, name: str) -> pa.Schema | None:
         """The table's current schema as a pyarrow schema (delta-rs hands out arro3 types)."""
@@ -98,6 +205,7 @@ class Lake:
             return sorted(p.name for p in base.iterdir() if (p / "_delta_log").is_dir())
         import boto3
 
+        self.check_reachable()
         bucket, _, prefix = self.root.split("://", 1)[1].partition("/")
         endpoint = self.settings.storage_options.get("AWS_ENDPOINT_URL")
         s3 = boto3.client("s3", endpoint_url=endpoint)
@@ -116,12 +224,12 @@ class Lake:
             import duckdb
 
             con = duckdb.connect()
-            con.register("t", dt.to_pyarrow_dataset())
+            con.register("t", self.scan_source(dt))
             cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
             out = con.sql(f"SELECT {cols} FROM t WHERE {filter_sql}").to_arrow_table()
             con.close()
             return out
-        return dt.to_pyarrow_table(columns=columns)
+        return self.dataset(dt).to_table(columns=columns)
 
     # -- writes -----------------------------------------------------------------------------
     @staticmethod
@@ -138,8 +246,10 @@ class Lake:
     def _target(self, layer: str, name: str) -> DeltaTable | str:
         """Write through the cached handle when there is one (no re-open), else by URI."""
         uri = self.uri(layer, name)
+        self.check_reachable()
         return self._handles.get(uri) or uri
 
+    @refuse_conflicts
     def append(self, layer: str, name: str, data: Any, *, schema_mode: str | None = "merge",
                commit: CommitProperties | None = None, description: str | None = None) -> None:
         write_deltalake(
@@ -148,8 +258,10 @@ class Lake:
             writer_properties=writer_properties(),
         )
 
+    @refuse_conflicts
     def overwrite(self, layer: str, name: str, data: Any, *, predicate: str | None = None,
-                  commit: CommitProperties | None = None, description: str | None = None) -> None:
+                  commit: CommitProperties | None = None, description: str | None = None,
+                  private: Iterable[str] = ()) -> None:
         """Replace the table, or only the rows matching ``predicate``, in one transaction."""
         exists = self.exists(layer, name)
         write_deltalake(
@@ -157,9 +269,10 @@ class Lake:
             predicate=predicate if exists else None,
             schema_mode=None if (predicate and exists) else "overwrite",
             storage_options=self.storage_options, commit_properties=commit, description=description,
-            writer_properties=writer_properties(),
+            writer_properties=writer_properties(private),
         )
 
+    @refuse_conflicts
     def commit_files(self, layer: str, name: str, rel_paths: list[str], *, mode: str = "append",
                      commit: CommitProperties | None = None, description: str | None = None) -> None:
         """Commit Parquet files already written inside the table directory (by an engine's parallel writers)
@@ -199,19 +312,49 @@ class Lake:
             dt.create_write_transaction(adds, mode=mode, schema=Schema.from_arrow(schema), commit_properties=commit)
             dt.update_incremental()  # the cached handle must see its own commit before the next write
 
+    @refuse_conflicts
     def merge(self, layer: str, name: str, source: Any, keys: Iterable[str], *, update_if: str | None = None,
-              commit: CommitProperties | None = None) -> dict[str, Any]:
+              commit: CommitProperties | None = None, private: Iterable[str] = ()) -> dict[str, Any]:
         """Upsert ``source`` by ``keys``: matched rows are replaced (if ``update_if`` holds), others inserted."""
         dt = self.table(layer, name)
         assert dt is not None
         on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
         return (
             dt.merge(source, predicate=on, source_alias="s", target_alias="t", commit_properties=commit,
-                     merge_schema=True, writer_properties=writer_properties())
+                     merge_schema=True, writer_properties=writer_properties(private))
             .when_matched_update_all(predicate=update_if)
             .when_not_matched_insert_all()
             .execute()
         )
+
+
+_VIEW_TYPED: dict[str, bool] = {}  # file path -> written with view types (Delta data files never change)
+
+
+def _has_view_types(fragment: Any) -> bool:
+    path = fragment.path
+    if path not in _VIEW_TYPED:
+        _VIEW_TYPED[path] = any("view" in str(f.type) for f in fragment.physical_schema)
+    return _VIEW_TYPED[path]
+
+
+class PlainTypedSource:
+    """An Arrow stream source (PyCapsule interface) over a dataset, whose every scan yields batches cast
+    to the dataset's plain types: DuckDB rescans it per query and applies its filters itself."""
+
+    def __init__(self, dataset: "pads.Dataset") -> None:
+        self.dataset = dataset
+        self.schema = dataset.schema
+
+    def _batches(self) -> Iterable[pa.RecordBatch]:
+        for b in self.dataset.to_batches():
+            yield b if b.schema.equals(self.schema) else b.cast(self.schema)
+
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+        return pa.RecordBatchReader.from_batches(self.schema, self._batches()).__arrow_c_stream__(requested_schema)
+
+    def to_table(self, columns: list[str] | None = None, filter: Any = None) -> pa.Table:
+        return self.dataset.to_table(columns=columns, filter=filter)
 
 
 def empty_like(schema: pa.Schema) -> pa.Table:

@@ -14,7 +14,6 @@ messages have their digit runs masked before they are sent.
 from __future__ import annotations
 
 import os
-import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,15 +23,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from govlake.redaction import scrub
+
 PRODUCER = "https://github.com/govlake/govlake"
 SUBTYPES = {"IDENTITY": "IDENTITY", "TRANSFORMED": "TRANSFORMATION", "MASKED": "TRANSFORMATION", "AGGREGATED": "AGGREGATION"}
 NAMESPACE = "govlake"
-
-
-def scrub(text: str) -> str:
-    """Mask runs of 4+ digits (ID numbers, phones) and quoted values in error text."""
-    text = re.sub(r"\d{4,}", lambda m: "#" * len(m.group()), text)
-    return re.sub(r"'[^']{1,80}'", "'…'", text)
 
 
 @dataclass

@@ -193,11 +193,16 @@ def search_rows(ctx: Context, table: str, text: str | None = None, *, node: str 
 
 
 def export(rows: list[dict], fmt: str, path, table: str):
-    """CSV (UTF-8 with BOM, opens in Excel), JSON or an Excel workbook; to stdout for CSV/JSON without a path."""
+    """CSV (UTF-8 with BOM, opens in Excel), JSON or an Excel workbook; to stdout for CSV/JSON without a path.
+
+    CSV and Excel cells go through ``govlake.exports``: catalogue texts come from contracts and deliveries
+    and must never run as spreadsheet formulas."""
     import csv
     import io
     import sys
     from pathlib import Path
+
+    from govlake.exports import append_row, safe_row
 
     def plain(v):
         return v.isoformat() if hasattr(v, "isoformat") else v
@@ -213,8 +218,8 @@ def export(rows: list[dict], fmt: str, path, table: str):
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(header)
-        w.writerows([[plain(r[h]) for h in header] for r in rows])
+        w.writerow(safe_row(header))
+        w.writerows([safe_row(plain(r[h]) for h in header) for r in rows])
         if path is None:
             sys.stdout.write(buf.getvalue())
             return None
@@ -225,10 +230,10 @@ def export(rows: list[dict], fmt: str, path, table: str):
     wb = Workbook()
     ws = wb.active
     ws.title = {NODES: "节点", RESOURCES: "数据资源目录", ITEMS: "信息项"}[table]
-    ws.append(header)
+    append_row(ws, header)
     for r in rows:
-        ws.append([plain(r[h]) if not isinstance(plain(r[h]), (dict, list)) else json.dumps(r[h], ensure_ascii=False)
-                   for h in header])
+        append_row(ws, [plain(r[h]) if not isinstance(plain(r[h]), (dict, list)) else json.dumps(r[h], ensure_ascii=False)
+                        for h in header])
     ws.freeze_panes = "A2"
     path = Path(path or f"{ws.title}.xlsx")
     wb.save(path)

@@ -23,7 +23,8 @@ import pyarrow.compute as pc
 from govlake.context import Context
 from govlake.engine.base import Engine, sql_str
 from govlake.jobs.ingest import BATCHES
-from govlake.jobs.rules import CompiledContract, ri_view
+from govlake.lake import writer_properties
+from govlake.jobs.rules import RAW_KEEP, CompiledContract, redact_text, ri_view
 from govlake.jobs.suites import Check, Suite, silver_suite
 from govlake.jobs.validate import (
     BatchAudit,
@@ -169,9 +170,9 @@ def _conform(ctx: Context, engine: Engine, dataset: str, batches: list[str], rul
         try:
             if ctx.lake.exists("silver", dataset):
                 engine.lake.merge("silver", dataset, split.reader(), cc.key_columns(),
-                                  update_if="s._ingested_at >= t._ingested_at", commit=commit)
+                                  update_if="s._ingested_at >= t._ingested_at", commit=commit, private=cc.private_columns())
             else:
-                engine.lake.overwrite("silver", dataset, split.reader(), commit=commit,
+                engine.lake.overwrite("silver", dataset, split.reader(), commit=commit, private=cc.private_columns(),
                                       description=f"{contract.title}（标准层：类型化、标准化、个人信息假名化，每个业务主键一行）")
             break
         except Exception:
@@ -184,7 +185,7 @@ def _conform(ctx: Context, engine: Engine, dataset: str, batches: list[str], rul
 
     # Quarantine: the failing rows as the pass set them aside; replaces an earlier attempt's rows.
     if split.quarantine_rows or (rules and not ctx.lake.exists("quarantine", dataset)):
-        write_quarantine(ctx, dataset, split.quarantine_table(), in_batches, commit, contract.title)
+        write_quarantine(ctx, dataset, split.quarantine_table(), in_batches, commit, contract.title, cc.private_columns())
     result.resolved = resolve_quarantine(ctx, engine, cc, dataset, batches)
 
     # The validation record and the books, per batch; written last so a crash re-runs the batches idempotently.
@@ -262,11 +263,12 @@ def row_outcomes(cc: CompiledContract, split: "StreamSplit", batches: list[str],
     return out
 
 
-def write_quarantine(ctx: Context, dataset: str, table: pa.Table, in_batches: str, commit: object, title: str) -> None:
+def write_quarantine(ctx: Context, dataset: str, table: pa.Table, in_batches: str, commit: object, title: str,
+                     private: list[str] = ()) -> None:
     """Replace the quarantined rows of these batches (an earlier attempt's rows go) in one transaction."""
     exists = ctx.lake.exists("quarantine", dataset)
     ctx.lake.overwrite("quarantine", dataset, table, predicate=in_batches if exists else None, commit=commit,
-                       description=f"{title}（隔离区：未通过校验的行及其全部失败规则）")
+                       private=private, description=f"{title}（隔离区：未通过校验的行及其全部失败规则）")
 
 
 QUARANTINE_KEEP = ("_batch_id", "_node", "_row_number", "_ingested_at")
@@ -426,7 +428,8 @@ class StreamSplit:
         t = pa.Table.from_batches(self._failed, schema=self.q_schema)
         cols, names = [], []
         for e, n in self.cc.quarantine_exprs():
-            cols.append(t.column(f"_q_{n}"))
+            col = t.column(f"_q_{n}")
+            cols.append(redact_extra(col) if n == "_extra" else col)
             names.append(n)
         for n in ("_batch_id", "_node", "_row_number", "_ingested_at"):
             cols.append(t.column(n))
@@ -442,6 +445,28 @@ class StreamSplit:
             t = pa.Table.from_batches(self._failed, schema=self.q_schema)
             out.update(_flat_counts(t.column("_batch_id"), t.column("_q__failures")))
         return out
+
+
+def redact_extra(column: pa.ChunkedArray) -> pa.Array:
+    """Unmapped columns (``_extra``, JSON {header: value}) are unclassified, so personal until a contract says
+    otherwise (an 经办人 column holds a name): quarantine keeps every header and only the shape of its value."""
+    out = []
+    for text in column.to_pylist():
+        if text is None:
+            out.append(None)
+            continue
+        try:
+            extra = json.loads(text)
+        except ValueError:
+            out.append(redact_text(text, RAW_KEEP))
+            continue
+        if not isinstance(extra, dict):
+            out.append(redact_text(text, RAW_KEEP))
+            continue
+        shaped = {str(k): redact_text(v if isinstance(v, str) or v is None else json.dumps(v, ensure_ascii=False))
+                  for k, v in extra.items()}
+        out.append(json.dumps(shaped, ensure_ascii=False))
+    return pa.array(out, pa.string())
 
 
 def _flat_counts(batch_ids: pa.ChunkedArray, lists: pa.ChunkedArray) -> Counter[tuple[str, str]]:
@@ -487,7 +512,7 @@ def resolve_quarantine(ctx: Context, engine: Engine, cc: CompiledContract, datas
         return 0
     dt = ctx.lake.table("quarantine", dataset)
     match = "t._batch_id = s._batch_id AND t._row_number = s._row_number"
-    (dt.merge(src, predicate=match, source_alias="s", target_alias="t",
+    (dt.merge(src, predicate=match, source_alias="s", target_alias="t", writer_properties=writer_properties(cc.private_columns()),
               commit_properties=ctx.lake.commit(job="conform", action="resolve_quarantine"))
        .when_matched_update({"_status": "'resolved'", "_resolved_by": "s._fixed_by"})
        .execute())

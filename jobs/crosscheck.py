@@ -37,11 +37,11 @@ def _side(ctx: Context, engine: Engine, src: ItemSource) -> str:
     f = c.field(src.field)
     rel = f"silver__{src.dataset}"
     key = f"{src.key}_pid" if c.field(src.key).hidden else f"CAST({d.ident(src.key)} AS {v})"
-    if c.field(src.field).hidden:
-        compare, shown = f"{src.field}_pid", f"{src.field}_masked"
-    else:
-        compare = f"CAST({d.ident(src.field)} AS {v})"
-        shown = f"substr({compare}, 1, 4) || '-**-**'" if f.is_pii and f.type == "date" else compare
+    # Gold is read by analysts: a personal value beside the person's pseudonym (a masked surname, a gender
+    # code, a birth year) would add to gold.population what it withholds. Stewards find both values in
+    # silver by the pseudonym.
+    compare = f"{src.field}_pid" if f.hidden else f"CAST({d.ident(src.field)} AS {v})"
+    shown = "'（已脱敏）'" if f.is_pii else compare
     return f"SELECT {key} AS k, {compare} AS c, {shown} AS shown, _node AS node FROM {rel}"
 
 

@@ -21,6 +21,7 @@ import pyarrow as pa
 from govlake.context import Context
 from govlake.errors import DeliveryRefused, GovlakeError, RegistryError
 from govlake.jobs.readers import open_delivery, output_schema, peek
+from govlake.redaction import scrub
 
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")  # the city's calendar day (no DST in China)
 BATCHES = "ingest_batches"  # meta.ingest_batches: one row per delivered file, accepted or refused
@@ -94,7 +95,7 @@ def previous_batch(ctx: Context, dataset: str, node: str, digest: str) -> dict |
     uri, version = dt.table_uri, dt.version()
     cached = _INDEX.get(uri)
     if cached is None or cached[0] != version:
-        t = dt.to_pyarrow_table(columns=["dataset", "node", "content_hash", "status", "rows", "ingested_at"])
+        t = ctx.lake.dataset(dt).to_table(columns=["dataset", "node", "content_hash", "status", "rows", "ingested_at"])
         index = {(r["dataset"], r["node"], r["content_hash"]): r for r in t.to_pylist() if r["status"] == "ingested"}
         _INDEX[uri] = cached = (version, index)
     return cached[1].get((dataset, node, digest))
@@ -106,6 +107,15 @@ def remember_batch(ctx: Context, dataset: str, node: str, digest: str, rows: int
     cached = _INDEX.get(dt.table_uri)
     if cached is not None and cached[0] == dt.version() - 1:
         cached[1][(dataset, node, digest)] = {"rows": rows, "ingested_at": at, "status": "ingested"}
+        _INDEX[dt.table_uri] = (dt.version(), cached[1])
+
+
+def follow_index(ctx: Context) -> None:
+    """After our own append of a *refused* row (not indexed: only ingested content is a duplicate), keep
+    the index current too, so a run of refused files does not re-read the whole log once per file."""
+    dt = ctx.lake.table("meta", BATCHES)
+    cached = _INDEX.get(dt.table_uri)
+    if cached is not None and cached[0] == dt.version() - 1:
         _INDEX[dt.table_uri] = (dt.version(), cached[1])
 
 
@@ -134,8 +144,11 @@ def ingest_file(ctx: Context, path: Path, node: str, dataset: str,
     from govlake.lineage_events import DatasetRef
 
     src = DatasetRef("file", Path(path).name, files=str(Path(path).resolve()))
-    with ctx.lineage.run(f"ingest.{dataset}", [src], [DatasetRef("bronze", dataset)], engine="pyarrow",
-                         description=f"{node} 报送文件导入原始层 bronze.{dataset}") as ol:
+    # Under the writer lock the exactly-once checks (batch log, bronze app transaction) see every commit of
+    # every other process: two ingests of one file at once land it once.
+    with ctx.lake.writer_lock(f"govlake ingest {dataset}"), \
+            ctx.lineage.run(f"ingest.{dataset}", [src], [DatasetRef("bronze", dataset)], engine="pyarrow",
+                            description=f"{node} 报送文件导入原始层 bronze.{dataset}") as ol:
         result = _ingest_file(ctx, path, node, dataset, progress, delivered_on)
         ol.output("bronze", dataset).rows = result.rows if result.status == "ingested" else 0
         if result.status == "refused":
@@ -172,53 +185,60 @@ def _ingest_file(ctx: Context, path: Path, node: str, dataset: str,
     try:
         if ctx.lake.txn_version("bronze", dataset, app_id):
             # Bronze committed but the batch log was not written (crash in between): recover the log only.
-            t = ctx.lake.read("bronze", dataset, columns=["_batch_id"], filter_sql=f"_batch_id = '{batch_id}'")
-            result.status, result.rows = "duplicate", t.num_rows
+            rows = _recover_batch_log(ctx, dataset, node, path, digest, batch_id, size, now, delivered)
+            result.status, result.rows = "duplicate", rows
             result.message = f"该文件已写入 bronze（批次 {batch_id}），已补记导入日志"
-            ctx.lake.append("meta", BATCHES, _batch_log_row(
-                batch_id=batch_id, dataset=dataset, node=node, source_file=str(path), content_hash=digest,
-                size_bytes=size, rows=t.num_rows, status="ingested", message="recovered batch log", ingested_at=now,
-                delivered_on=delivered,
-            ))
             return result
         info, stream = open_delivery(path, contract)
         first, stream = peek(stream)  # header problems are raised here, before any write
         schema = bronze_schema(ctx, dataset)
         meta_values = [node, str(path), digest, batch_id]
 
+        # A refusal found after the first batch is raised inside delta-rs's write, which aborts the
+        # transaction but re-raises it wrapped (DeltaError, ArrowInvalid ...): keep the original to report.
+        stopped: list[DeliveryRefused] = []
+
         def with_meta() -> Iterator[pa.RecordBatch]:
-            for b in stream:
-                n = b.num_rows
-                counted["rows"] += n
-                if progress:
-                    progress(n)
-                cols = list(b.columns) + [pa.repeat(pa.scalar(v, pa.string()), n) for v in meta_values]
-                cols.append(pa.repeat(pa.scalar(now, pa.timestamp("us", tz="UTC")), n))
-                yield pa.RecordBatch.from_arrays(cols, schema=schema)
+            try:
+                for b in stream:
+                    n = b.num_rows
+                    counted["rows"] += n
+                    if progress:
+                        progress(n)
+                    cols = list(b.columns) + [pa.repeat(pa.scalar(v, pa.string()), n) for v in meta_values]
+                    cols.append(pa.repeat(pa.scalar(now, pa.timestamp("us", tz="UTC")), n))
+                    yield pa.RecordBatch.from_arrays(cols, schema=schema)
+            except DeliveryRefused as exc:
+                stopped.append(exc)
+                raise
 
         reader = pa.RecordBatchReader.from_batches(schema, with_meta())
-        ctx.lake.append(
-            "bronze", dataset, reader,
-            commit=ctx.lake.commit(app_id, batch_id=batch_id, node=node, file=path.name, job="ingest"),
-            description=f"{contract.title}（原始层，按报送原样保存）",
-        )
+        try:
+            ctx.lake.append(
+                "bronze", dataset, reader,
+                commit=ctx.lake.commit(app_id, batch_id=batch_id, node=node, file=path.name, job="ingest",
+                                       **header_facts(info)),
+                description=f"{contract.title}（原始层，按报送原样保存）",
+            )
+        except Exception:
+            if stopped:
+                raise stopped[0] from None
+            raise
     except DeliveryRefused as exc:
         result.message = str(exc)
         ctx.lake.append("meta", BATCHES, _batch_log_row(
             batch_id=batch_id, dataset=dataset, node=node, source_file=str(path), content_hash=digest,
-            format=info.format if info else None, size_bytes=size, rows=0, status="refused",
-            message=exc.message, ingested_at=now, delivered_on=delivered,
+            format=info.format if info else None, encoding=info.encoding if info else None, size_bytes=size,
+            rows=0, status="refused", message=exc.message, ingested_at=now, delivered_on=delivered,
         ))
+        follow_index(ctx)
         return result
     version = ctx.lake.table("bronze", dataset).version()
     hdr = info.header
     ctx.lake.append("meta", BATCHES, _batch_log_row(
         batch_id=batch_id, dataset=dataset, node=node, source_file=str(path), content_hash=digest,
-        format=info.format, encoding=info.encoding, size_bytes=size, rows=counted["rows"],
-        ragged_rows=info.ragged_rows, skipped_lines=json.dumps(info.skipped_lines, ensure_ascii=False),
-        header_map=json.dumps(hdr.as_dict() if hdr else {}, ensure_ascii=False),
-        unknown_headers=json.dumps(hdr.extra if hdr else [], ensure_ascii=False),
-        missing_fields=json.dumps(hdr.missing if hdr else [], ensure_ascii=False),
+        size_bytes=size, rows=counted["rows"], **header_facts(info),
+        ragged_rows=info.ragged_rows, skipped_lines=json.dumps([scrub(line) for line in info.skipped_lines], ensure_ascii=False),
         status="ingested", message="", ingested_at=now, bronze_version=version, delivered_on=delivered,
     ), commit=ctx.lake.commit(f"govlake-batchlog-{batch_id}"))
     remember_batch(ctx, dataset, node, digest, counted["rows"], now)
@@ -230,6 +250,39 @@ def _ingest_file(ctx: Context, path: Path, node: str, dataset: str,
         drift.append(f"缺少的字段：{'、'.join(contract.field(m).title for m in hdr.missing)}")
     result.message = "；".join(drift)
     return result
+
+
+def header_facts(info: object) -> dict[str, str | None]:
+    """The batch-log fields known once the header is read, before any row is written. They go into the
+    bronze commit's metadata too, so a batch log lost to a crash after that commit is recovered whole."""
+    hdr = info.header
+    return {
+        "format": info.format, "encoding": info.encoding,
+        "header_map": json.dumps(hdr.as_dict() if hdr else {}, ensure_ascii=False),
+        "unknown_headers": json.dumps(hdr.extra if hdr else [], ensure_ascii=False),
+        "missing_fields": json.dumps(hdr.missing if hdr else [], ensure_ascii=False),
+    }
+
+
+def _recover_batch_log(ctx: Context, dataset: str, node: str, path: Path, digest: str, batch_id: str, size: int,
+                       now: datetime, delivered: date) -> int:
+    """Write the batch-log row of a batch whose bronze commit survived a crash: the header facts and the
+    version from that commit (Delta log), the row and ragged-row counts from bronze itself."""
+    t = ctx.lake.read("bronze", dataset, columns=["_raw", "_ingested_at"], filter_sql=f"_batch_id = '{batch_id}'")
+    if t.num_rows:
+        import pyarrow.compute as pc
+
+        now = pc.max(t.column("_ingested_at")).as_py()  # when it landed, not when it was repaired
+    found = ctx.lake.commit_metadata("bronze", dataset, batch_id=batch_id)
+    version, meta = found if found else (None, {})
+    facts = {k: meta.get(k) for k in ("format", "encoding", "header_map", "unknown_headers", "missing_fields")}
+    ctx.lake.append("meta", BATCHES, _batch_log_row(
+        batch_id=batch_id, dataset=dataset, node=node, source_file=str(path), content_hash=digest,
+        size_bytes=size, rows=t.num_rows, ragged_rows=t.num_rows - t.column("_raw").null_count, status="ingested",
+        message="recovered batch log", ingested_at=now, bronze_version=version, delivered_on=delivered, **facts,
+    ), commit=ctx.lake.commit(f"govlake-batchlog-{batch_id}"))
+    remember_batch(ctx, dataset, node, digest, t.num_rows, now)
+    return t.num_rows
 
 
 def ingest(ctx: Context, paths: list[Path], node: str, dataset: str,
@@ -244,7 +297,8 @@ def ingest(ctx: Context, paths: list[Path], node: str, dataset: str,
             f"节点 {ctx.registry.node(node).label} 不是数据集 {dataset}（{contract.title}）的报送节点",
             hint=f"该数据集由 {owners} 报送；如职责有变化，请更新契约 {contract.path.name if contract.path else ''} 的 delivered_by",
         )
-    return [ingest_file(ctx, Path(p), node, dataset, progress, delivered_on) for p in paths]
+    with ctx.lake.writer_lock(f"govlake ingest {dataset}"):  # one acquisition for the whole list
+        return [ingest_file(ctx, Path(p), node, dataset, progress, delivered_on) for p in paths]
 
 
 def summary_dict(r: IngestResult) -> dict:

@@ -3,6 +3,10 @@ sources of shared data items (多源校核) and score the run's quality.
 
 This is what ``govlake run`` and the Airflow DAGs call; it is idempotent (a second run finds nothing
 pending and no changed sources) and costs in proportion to new batches, not to the lake.
+
+A run holds the lake's writer lock from start to end (see ``govlake.locking``): two runs at once would
+both find the same batches pending and write them twice. It also scores every earlier run that was
+interrupted before its scores were written, not only its own batches.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from graphlib import TopologicalSorter
 
 from govlake.context import Context
 from govlake.engine.base import Engine
+from govlake.errors import GovlakeError
 from govlake.jobs.conform import ConformResult, conform
 from govlake.jobs.crosscheck import crosscheck
 from govlake.jobs.integrate import GoldResult, integrate
@@ -26,6 +31,8 @@ class RunReport:
     run_id: str = ""
     conformed: list[ConformResult] = field(default_factory=list)
     gold: list[GoldResult] = field(default_factory=list)
+    scored_runs: list[str] = field(default_factory=list)  # this run and earlier runs scored by catch-up
+    scoring_blocked: dict[str, GovlakeError] = field(default_factory=dict)  # run id -> why its scores were refused
 
     @property
     def balanced(self) -> bool:
@@ -50,11 +57,17 @@ def run_pending(ctx: Context, engine: Engine, datasets: list[str] | None = None,
                 on_step: Callable[[str], None] | None = None, run_id: str | None = None,
                 as_of: date | None = None) -> RunReport:
     """``as_of`` is the day freshness is judged on (default: today in Asia/Shanghai)."""
+    with ctx.lake.writer_lock("govlake run"):
+        return _run_pending(ctx, engine, datasets, on_step, run_id, as_of)
+
+
+def _run_pending(ctx: Context, engine: Engine, datasets: list[str] | None, on_step: Callable[[str], None] | None,
+                 run_id: str | None, as_of: date | None) -> RunReport:
     from govlake.jobs.catalog import build_catalog
     from govlake.jobs.duties import build_duties
     from govlake.jobs.indicators import build_indicators
     from govlake.jobs.lineage import build_lineage_table
-    from govlake.jobs.scoring import score_run
+    from govlake.jobs.scoring import score_pending_runs, unscored_runs
 
     report = RunReport(run_id=run_id or new_run_id())
     names = conform_order(ctx, sorted(datasets or ctx.registry.contracts))
@@ -70,10 +83,13 @@ def run_pending(ctx: Context, engine: Engine, datasets: list[str] | None = None,
     if on_step:
         on_step("多源校核")
     report.gold += crosscheck(ctx, engine, run_id=report.run_id)
-    if report.conformed:
+    if unscored_runs(ctx):
         if on_step:
             on_step("质量评分")
-        score_run(ctx, engine, report.run_id, [b for r in report.conformed for b in r.batches])
+        scoring = score_pending_runs(ctx, engine)
+        report.scored_runs, report.scoring_blocked = scoring.scored_runs, scoring.blocked
+        if report.run_id in scoring.blocked:
+            raise scoring.blocked[report.run_id]  # this run's own scores refused: as before, the run fails
     if on_step:
         on_step("血缘图")
     build_lineage_table(ctx, engine, report.run_id)

@@ -24,8 +24,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup
+
 from govlake.context import Context
 from govlake.engine.base import sql_str
+from govlake.exports import append_row
 from govlake.jobs.conform import ACCOUNTING
 from govlake.jobs.ingest import BATCHES
 from govlake.jobs.scoring import DIMENSION_TITLES, DIMENSIONS, SCORES
@@ -191,18 +194,21 @@ def collect(ctx: Context) -> Report:
 
 # -- rendering -------------------------------------------------------------------------------------------------
 
-def sparkline(points: list[tuple[str, float]], width: int = 160, height: int = 36) -> str:
-    """A small inline SVG line chart of scores over runs (0–100 scale)."""
+def sparkline(points: list[tuple[str, float]], width: int = 160, height: int = 36) -> Markup:
+    """A small inline SVG line chart of scores over runs (0–100 scale).
+
+    Returned as ``Markup`` (the only markup the templates do not escape): every text in it is escaped here
+    and the rest are numbers, so templates need no ``|safe``."""
     if not points:
-        return '<span class="muted">无</span>'
+        return Markup('<span class="muted">无</span>')
     n = len(points)
     xs = [6 + (width - 12) * (i / (n - 1) if n > 1 else 0.5) for i in range(n)]
     ys = [height - 4 - (height - 8) * max(0.0, min(100.0, v)) / 100 for _, v in points]
     poly = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
     dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5"><title>{html.escape(r)}：{v:.1f}</title></circle>'
                    for (r, v), x, y in zip(points, xs, ys))
-    return (f'<svg class="trend" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-            f'aria-label="评分趋势"><polyline points="{poly}" fill="none" stroke="#1769aa" stroke-width="1.5"/>{dots}</svg>')
+    return Markup(f'<svg class="trend" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+                  f'aria-label="评分趋势"><polyline points="{poly}" fill="none" stroke="#1769aa" stroke-width="1.5"/>{dots}</svg>')
 
 
 def _env():
@@ -271,12 +277,12 @@ def write_excel(report: Report, path: Path) -> Path:
     head_fill = PatternFill("solid", fgColor="DDEBF7")
     for title, header, rows in sheets:
         ws = wb.create_sheet(title)
-        ws.append(header)
+        append_row(ws, header)
         for c in ws[1]:
             c.font = Font(bold=True)
             c.fill = head_fill
         for row in rows:
-            ws.append(row)
+            append_row(ws, row)  # file names, unknown headers and rule texts are delivered text: never formulas
         ws.freeze_panes = "A2"
         ws.auto_filter.ref = ws.dimensions
         for i, h in enumerate(header, 1):

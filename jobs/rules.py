@@ -53,6 +53,26 @@ def _case_map(expr: str, mapping: dict[str, str]) -> str:
 
 RIC_FORMAT = PROVINCES + "[0-9]{15}[0-9X]"
 
+# Redaction of unclassified text (ragged records, unmapped columns): every digit becomes 9, every other
+# character *, except the delimiters that show how a record was cut (so a steward still sees "3 fields
+# where 7 were expected"). Nothing of a value survives but its length and digit positions.
+RAW_KEEP = ",;|\t\" "
+FULLWIDTH_DIGITS = "０１２３４５６７８９"
+
+
+def redact_sql(d: Dialect, expr: str, keep: str = "") -> str:
+    """SQL twin of ``redact_text``: digits (half- and full-width) -> 9, other characters but ``keep`` -> *."""
+    digits = d.replace_all(expr, f"[0-9{FULLWIDTH_DIGITS}]", "9")
+    return d.replace_all(digits, f"[^9{keep}]", "*")
+
+
+def redact_text(value: object, keep: str = "") -> str | None:
+    """A value reduced to its shape: every decimal digit (any script) -> 9, every other character but
+    ``keep`` -> *. ``redact_text("ab 440106")`` is ``"***999999"`` (with ``keep=" "``: ``"** 999999"``)."""
+    if value is None:
+        return None
+    return "".join("9" if ch.isdecimal() else ch if ch in keep else "*" for ch in str(value))
+
 
 def ric_digits_column(column: str) -> str:
     """The conform pass computes, per GB 11643 field, its 17 leading digits as one integer column."""
@@ -236,19 +256,60 @@ class CompiledContract:
         raise ValueError(f.type)
 
     def mask(self, f: Field, s: str) -> str:
-        n = f"length({s})"
+        """The display value of a masked PII field. A mask keeps only what cannot be combined with the other
+        columns of the same table to recover the value, and has a fixed width (no length leaks):
+
+        * ``id``: the 6-digit region code only. Birth date and gender sit beside it in silver, so any further
+          digit narrows the ~500 sequence candidates (the old mask, region + last four, left exactly one).
+          A valid unified social credit code (a legal person's, public by law) is kept whole where the
+          field may hold one (no ``cn_ric`` check), but never a value shaped like an ID number.
+        * ``name``: the first character (surname) and one ``*``, whatever the length.
+        * ``phone``: the first 3 digits (carrier or area prefix).
+        * ``address``: the text up to the district or county (``广州市天河区``), else nothing.
+        * anything else (``full``): ``****``.
+        Text that does not have the expected shape shows nothing of itself.
+        """
+        d = self.d
         if f.mask == "id":
-            return f"CASE WHEN {n} > 10 THEN substr({s}, 1, 6) || repeat('*', {n} - 10) || substr({s}, {n} - 3, 4) ELSE repeat('*', {n}) END"
-        if f.mask == "name":
-            return f"substr({s}, 1, 1) || repeat('*', greatest({n} - 1, 1))"
-        if f.mask == "phone":
-            return f"CASE WHEN {n} >= 7 THEN substr({s}, 1, 3) || repeat('*', {n} - 7) || substr({s}, {n} - 3, 4) ELSE repeat('*', {n}) END"
-        if f.mask == "address":
-            return f"substr({s}, 1, least({n}, 6)) || '****'"
-        return "'****'"
+            region = f"{d.regex_full(f'substr({s}, 1, 6)', '[1-9][0-9]{5}')} AND length({s}) >= 15"
+            out = f"CASE WHEN {region} THEN substr({s}, 1, 6) || '{'*' * 12}' ELSE '{'*' * 18}' END"
+            if f.check != "cn_ric":
+                public = f"{uscc_valid(d, s)} AND NOT {d.regex_full(s, RIC_FORMAT)}"
+                out = f"CASE WHEN {public} THEN {s} ELSE {out} END"
+        elif f.mask == "name":
+            out = f"substr({s}, 1, 1) || '*'"
+        elif f.mask == "phone":
+            out = f"CASE WHEN {d.regex_full(f'substr({s}, 1, 3)', '[0-9]{3}')} THEN substr({s}, 1, 3) || '{'*' * 8}' " \
+                  f"ELSE '{'*' * 11}' END"
+        elif f.mask == "address":
+            head = "^([^区县]{0,8}[区县])"
+            cut = d.replace_all(s, head + r"[\s\S]*", r"\1****")
+            out = f"CASE WHEN {d.regex_search(s, head)} THEN {cut} ELSE '****' END"
+        else:
+            out = "'****'"
+        return f"CASE WHEN {s} IS NULL THEN NULL ELSE {out} END"
+
+    def shown(self, f: Field, text: str) -> str:
+        """What quarantine keeps of a field: masked PII masked; personal fields without a mask (birth date,
+        gender) only when the value is what the contract expects (a valid code, a value that types), else
+        its redacted shape; a value the contract calls non-personal as it is."""
+        if f.hidden:
+            return self.mask(f, text)
+        if not f.is_pii:
+            return text
+        if f.codes:
+            ok = _in_list(f"s__{f.name}", self.reg.code_list(f.codes).values)
+        else:
+            ok = f"t__{f.name} IS NOT NULL"
+        return f"CASE WHEN {ok} THEN {text} ELSE {redact_sql(self.d, text)} END"
 
     def pid(self, s: str) -> str:
         return self.d.hmac_hex(s, self.key)  # NULL in, NULL out
+
+    def private_columns(self) -> list[str]:
+        """Silver and quarantine columns holding personal values as such (personal fields without a mask:
+        birth date, gender): written without Parquet or Delta statistics."""
+        return [f.name for f in self.c.fields if f.is_pii and not f.hidden]
 
     def key_columns(self) -> list[str]:
         return [f"{k}_pid" if self.c.field(k).hidden else k for k in self.c.key]
@@ -325,7 +386,8 @@ class CompiledContract:
 
     def field_pairs(self, value_prefix: str) -> list[tuple[str, str]]:
         """(expression, column) per field: masked PII as <name>_masked (+ <name>_pid for join keys), other
-        fields from ``value_prefix`` ("t__" typed for silver, "s__" standardized text for quarantine)."""
+        fields from ``value_prefix`` ("t__" typed for silver, "s__" standardized text for quarantine, where
+        personal fields without a mask are kept only as far as ``shown`` allows)."""
         cols: list[tuple[str, str]] = []
         for f in self.c.fields:
             s = f"s__{f.name}"
@@ -333,6 +395,8 @@ class CompiledContract:
                 if self.c.has_pid(f):
                     cols.append((self.pid(s), f"{f.name}_pid"))
                 cols.append((self.mask(f, s), f"{f.name}_masked"))
+            elif value_prefix == "s__":
+                cols.append((self.shown(f, s), f.name))
             else:
                 cols.append((f"{value_prefix}{f.name}", f.name))
         return cols
@@ -360,7 +424,7 @@ class CompiledContract:
     def record_json(self) -> str:
         """The delivered record (bronze values, PII masked) as JSON text keyed by the Chinese field titles."""
         col = lambda f: f"r__{f.name}"  # noqa: E731  (raw values carried by std_sql(raw=True))
-        return self.d.json_object([(f.title, self.mask(f, col(f)) if f.hidden else col(f)) for f in self.c.fields])
+        return self.d.json_object([(f.title, self.shown(f, col(f))) for f in self.c.fields])
 
     QUARANTINE_META = ("_batch_id", "_node", "_source_file", "_row_number", "_ingested_at")
 
@@ -371,9 +435,8 @@ class CompiledContract:
         The conform pass carries them as ``_q_<column>``, computed only where ``_nfail > 0`` (NULL for the
         passing rows), so quarantine needs no second scan of bronze.
         """
-        d = self.d
-        raw = d.replace_all(d.replace_all("_raw", "([0-9]{6})[0-9]{8}([0-9]{3}[0-9Xx])", "\\1********\\2"),
-                            "(1[3-9][0-9])[0-9]{4}([0-9]{4})", "\\1****\\2")
+        # ``_raw`` (a record that did not fit the header) is unclassified text: only its shape is kept.
+        # ``_extra`` is carried as delivered and redacted value by value (its keys kept) by the conform job.
         return self.field_pairs("s__") + [(failures, "_failures"), (self.key_text("quarantine"), "_key"),
-                                          (self.record_json(), "_record"), (raw, "_raw"), ("_extra", "_extra"),
-                                          ("_source_file", "_source_file")]
+                                          (self.record_json(), "_record"), (redact_sql(self.d, "_raw", RAW_KEEP), "_raw"),
+                                          ("_extra", "_extra"), ("_source_file", "_source_file")]

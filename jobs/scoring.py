@@ -17,6 +17,7 @@ and from the deliveries of their own district node (timeliness, uniqueness).
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,9 +26,11 @@ import pyarrow as pa
 
 from govlake.context import Context
 from govlake.engine.base import Engine, sql_str
-from govlake.errors import PipelineError
+from govlake.errors import GovlakeError, PipelineError
 from govlake.jobs.conform import ACCOUNTING
 from govlake.jobs.validate import RESULTS
+
+log = logging.getLogger(__name__)
 
 SCORES = "quality_scores"
 DIMENSIONS = ("completeness", "validity", "uniqueness", "timeliness", "consistency")
@@ -117,6 +120,52 @@ def _row_tallies(ctx: Context, engine: Engine, dataset: str, batches: list[str])
             tally.warned += r["warned"] or 0
             if layer == "quarantine":
                 tally.quarantined += r["n"]
+    return out
+
+
+def unscored_runs(ctx: Context) -> dict[str, list[str]]:
+    """Conform runs (run id -> batch ids, from meta.conform_batches) with no rows in gold.quality_scores.
+
+    The books are written per dataset as each is conformed, the scores once at the end of a run, so a run
+    killed in between has books and no scores: it stays here until scored. A run's scores are one append
+    (after deleting any earlier attempt's), so a run with score rows is scored completely."""
+    if not ctx.lake.exists("meta", ACCOUNTING):
+        return {}
+    runs: dict[str, list[str]] = {}
+    for r in ctx.lake.read("meta", ACCOUNTING, columns=["run_id", "batch_id"]).to_pylist():
+        runs.setdefault(r["run_id"], []).append(r["batch_id"])
+    if ctx.lake.exists("gold", SCORES):
+        for run in set(ctx.lake.read("gold", SCORES, columns=["run_id"]).column("run_id").to_pylist()):
+            runs.pop(run, None)
+    return {k: sorted(set(v)) for k, v in sorted(runs.items())}
+
+
+@dataclass
+class CatchUp:
+    """What :func:`score_pending_runs` did: runs scored, score rows written, runs whose scores were refused."""
+
+    scored_runs: list[str] = field(default_factory=list)
+    rows: int = 0
+    blocked: dict[str, GovlakeError] = field(default_factory=dict)
+
+
+def score_pending_runs(ctx: Context, engine: Engine) -> CatchUp:
+    """Score every conform run not scored yet, oldest first: the current run and any earlier run that was
+    interrupted before its scoring (``govlake run`` and Airflow's ``score_pending`` both call this).
+
+    One ``score_run`` per run id, so each run's scores cover every dataset it conformed and re-scoring a run
+    replaces it. A run whose scores fail their gold suite is reported in ``blocked`` (and tried again next
+    time) without keeping the other runs from being scored."""
+    out = CatchUp()
+    for run, batches in unscored_runs(ctx).items():
+        try:
+            out.rows += score_run(ctx, engine, run, batches).num_rows
+        except GovlakeError as exc:
+            out.blocked[run] = exc
+            log.warning("scores of run %s not published: %s", run, exc)
+            continue
+        out.scored_runs.append(run)
+        log.info("scored run %s (%d batches)", run, len(batches))
     return out
 
 

@@ -331,8 +331,8 @@ def conform_dataset(dataset: str, run_id: str, lake: str | None = None) -> dict:
     ctx = context(lake)
     if not pending_batches(ctx, dataset):
         return {"dataset": dataset, "run_id": run_id, "status": "nothing", "batches": []}
-    with ctx.engine(engine_kind()) as engine:
-        r = conform(ctx, engine, dataset, run_id=run_id)
+    with ctx.lake.writer_lock(f"airflow conform {dataset}"), ctx.engine(engine_kind()) as engine:
+        r = conform(ctx, engine, dataset, run_id=run_id)  # re-reads what is pending, under the lock
     out = {"dataset": dataset, "run_id": run_id, "status": "conformed" if r.batches else "nothing",
            "batches": list(r.batches), "bronze_rows": r.bronze_rows, "silver_rows": r.silver_rows,
            "quarantined": r.quarantined, "superseded": r.superseded, "warned": r.warned, "resolved": r.resolved,
@@ -353,7 +353,7 @@ def build_gold(table: str, run_id: str, lake: str | None = None) -> dict:
     from govlake.jobs.integrate import integrate
 
     ctx = context(lake)
-    with ctx.engine(engine_kind()) as engine:
+    with ctx.lake.writer_lock(f"airflow gold {table}"), ctx.engine(engine_kind()) as engine:
         [r] = integrate(ctx, engine, tables=[table], run_id=run_id)
     out = _gold_dict(r) | {"run_id": run_id}
     (log.warning if r.status == "blocked" else log.info)("gold.%s: %s %s", table, r.status, r.message)
@@ -365,7 +365,7 @@ def crosscheck_sources(run_id: str, lake: str | None = None) -> dict:
     from govlake.jobs.crosscheck import crosscheck
 
     ctx = context(lake)
-    with ctx.engine(engine_kind()) as engine:
+    with ctx.lake.writer_lock("airflow crosscheck"), ctx.engine(engine_kind()) as engine:
         results = crosscheck(ctx, engine, run_id=run_id)
     for r in results:
         (log.warning if r.status == "blocked" else log.info)("gold.%s: %s %s", r.table, r.status, r.message)
@@ -374,45 +374,26 @@ def crosscheck_sources(run_id: str, lake: str | None = None) -> dict:
 
 
 def unscored_runs(ctx: Any) -> dict[str, list[str]]:
-    """Conform runs (run id -> batch ids, from meta.conform_batches) with no rows in gold.quality_scores."""
-    from govlake.jobs.conform import ACCOUNTING
-    from govlake.jobs.scoring import SCORES
+    """Conform runs (run id -> batch ids) with no rows in gold.quality_scores (``scoring.unscored_runs``)."""
+    from govlake.jobs.scoring import unscored_runs as _unscored
 
-    if not ctx.lake.exists("meta", ACCOUNTING):
-        return {}
-    runs: dict[str, list[str]] = {}
-    for r in ctx.lake.read("meta", ACCOUNTING, columns=["run_id", "batch_id"]).to_pylist():
-        runs.setdefault(r["run_id"], []).append(r["batch_id"])
-    if ctx.lake.exists("gold", SCORES):
-        for run in set(ctx.lake.read("gold", SCORES, columns=["run_id"]).column("run_id").to_pylist()):
-            runs.pop(run, None)
-    return {k: sorted(set(v)) for k, v in sorted(runs.items())}
+    return _unscored(ctx)
 
 
 def score_pending(lake: str | None = None) -> dict:
-    """Score every conform run not scored yet (one ``score_run`` per run id, so each run's scores cover all
-    the datasets it conformed and re-scoring a run replaces it). Scores after the cross-source check,
-    whose conflicts count against consistency. A run whose scores fail their gold suite is reported in
-    ``blocked`` (and tried again next time) without keeping the other runs from being scored."""
-    from govlake.errors import GovlakeError
-    from govlake.jobs.scoring import score_run
+    """Score every conform run not scored yet (``scoring.score_pending_runs``, which ``govlake run`` calls
+    too), under the lake's writer lock. Scores after the cross-source check, whose conflicts count against
+    consistency. A run whose scores fail their gold suite is reported in ``blocked`` (and tried again next
+    time) without keeping the other runs from being scored."""
+    from govlake.jobs.scoring import score_pending_runs
 
     ctx = context(lake)
-    runs = unscored_runs(ctx)
     out: dict[str, Any] = {"scored_runs": [], "rows": 0, "blocked": {}}
-    if not runs:
+    if not unscored_runs(ctx):
         return out
-    with ctx.engine(engine_kind()) as engine:
-        for run, batches in runs.items():
-            try:
-                out["rows"] += score_run(ctx, engine, run, batches).num_rows
-            except GovlakeError as exc:
-                out["blocked"][run] = str(exc)
-                log.warning("scores of run %s not published: %s", run, exc)
-                continue
-            out["scored_runs"].append(run)
-            log.info("scored run %s (%d batches)", run, len(batches))
-    return out
+    with ctx.lake.writer_lock("airflow score_pending"), ctx.engine(engine_kind()) as engine:
+        done = score_pending_runs(ctx, engine)
+    return {"scored_runs": done.scored_runs, "rows": done.rows, "blocked": {k: str(v) for k, v in done.blocked.items()}}
 
 
 def lineage_graph(run_id: str, lake: str | None = None) -> dict:
@@ -421,7 +402,7 @@ def lineage_graph(run_id: str, lake: str | None = None) -> dict:
     from govlake.jobs.lineage import build_lineage_table
 
     ctx = context(lake)
-    with ctx.engine(engine_kind()) as engine:
+    with ctx.lake.writer_lock("airflow lineage"), ctx.engine(engine_kind()) as engine:
         out = build_lineage_table(ctx, engine, run_id)
     return out | ({"run_id": run_id} if out["changed"] else {})
 

@@ -144,7 +144,7 @@ _PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
 _CT = "application/vnd.openxmlformats-officedocument.spreadsheetml"
 
 
-def _col_letter(i: int) -> str:
+def column_letter(i: int) -> str:
     s = ""
     i += 1
     while i:
@@ -187,7 +187,7 @@ class XlsxWriter:
         for j, v in enumerate(values):
             if v is None or v == "":
                 continue
-            ref = f"{_col_letter(j)}{self.row}"
+            ref = f"{column_letter(j)}{self.row}"
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 cells.append(f'<c r="{ref}"><v>{repr(v) if isinstance(v, float) else v}</v></c>')
             else:
@@ -208,7 +208,7 @@ class XlsxWriter:
         for j, col in enumerate(table.columns):
             col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
             col = col.cast(pa.string())
-            letter = _col_letter(j)
+            letter = column_letter(j)
             text = pc.binary_join_element_wise(f'<c r="{letter}', rownums,
                                                '" t="inlineStr"><is><t xml:space="preserve">', _esc_arr(col),
                                                "</t></is></c>", "")

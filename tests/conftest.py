@@ -38,4 +38,23 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]], encoding: st
     return path
 
 
+def build_lake(base: Path, rows: int, seed: int = 7) -> Context:
+    """A lake built by the real pipeline from generated deliveries of every node and dataset (for
+    module- and session-scoped fixtures, which cannot use ``ctx``)."""
+    from datetime import date
+
+    from govlake.jobs.generate import generate
+    from govlake.jobs.ingest import ingest_file
+    from govlake.jobs.pipeline import run_pending
+
+    os.environ.setdefault("GOVLAKE_PSEUDONYM_KEY", "test-key-not-secret")
+    ctx = Context.from_env(str(base / "lake"))
+    manifest = generate(ctx.registry, base / "landing", rows=rows, seed=seed)
+    for d in manifest.deliveries:
+        ingest_file(ctx, base / "landing" / d.path, d.node, d.dataset)
+    with ctx.engine() as engine:
+        run_pending(ctx, engine, as_of=date(2026, 11, 20))
+    return ctx
+
+
 os.environ.setdefault("GOVLAKE_THREADS", "2")

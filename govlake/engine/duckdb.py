@@ -40,7 +40,7 @@ class DuckDBEngine(Engine):
                 f"SELECT * FROM read_parquet([{file_list}], union_by_name = true)"
             )
         else:
-            ds = dt.to_pyarrow_dataset()
+            ds = self.lake.scan_source(dt)
             self._arrow[view] = ds
             self.con.register(view, ds)
         return True

@@ -397,7 +397,7 @@ class SparkEngine(Engine):
             df = self.spark.read.schema(schema).parquet(*files)
         else:
             # No hadoop-aws jars offline: remote snapshots go through delta-rs into the driver.
-            df = self.spark.createDataFrame(pa.table(dt.to_pyarrow_table()))
+            df = self.spark.createDataFrame(pa.table(self.lake.dataset(dt).to_table()))
         self._view(view, df)
         return True
 

@@ -34,6 +34,10 @@ def browser():
     from govlake.dashboard import headless_chromium
 
     driver = headless_chromium()
+    # Record every CSP violation of every page (a DevTools script runs before the page's own and is exempt).
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": (
+        "window.__csp = []; document.addEventListener('securitypolicyviolation', "
+        "e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));")})
     yield driver
     driver.quit()
 
@@ -41,22 +45,9 @@ def browser():
 @pytest.fixture(scope="session")
 def demo_lake(tmp_path_factory: pytest.TempPathFactory):
     """A lake from the real pipeline: generated deliveries for every node, ingested and run."""
-    from datetime import date
+    from tests.conftest import build_lake
 
-    from govlake.context import Context
-    from govlake.jobs.generate import generate
-    from govlake.jobs.ingest import ingest_file
-    from govlake.jobs.pipeline import run_pending
-
-    base = tmp_path_factory.mktemp("dash")
-    os.environ.setdefault("GOVLAKE_PSEUDONYM_KEY", "test-key-not-secret")
-    ctx = Context.from_env(str(base / "lake"))
-    manifest = generate(ctx.registry, base / "landing", rows=10_000, seed=7)
-    for d in manifest.deliveries:
-        ingest_file(ctx, base / "landing" / d.path, d.node, d.dataset)
-    with ctx.engine() as engine:
-        run_pending(ctx, engine, as_of=date(2026, 11, 20))
-    return ctx
+    return build_lake(tmp_path_factory.mktemp("dash"), rows=10_000)
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +57,51 @@ def site(demo_lake):
     s = BackgroundServer(demo_lake)
     yield s
     s.stop()
+
+
+# What an attacker would put where the dashboard shows text: a script tag, an attribute break-out, and a
+# break-out of the <script type="application/json"> block that carries the chart data.
+XSS = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "</script><img src=x onerror=alert(2)>"]
+HOSTILE = '<img src=x onerror="document.title=\'pwned\'">'
+
+
+@pytest.fixture(scope="session")
+def hostile_lake(demo_lake, tmp_path_factory: pytest.TempPathFactory):
+    """A copy of the demo lake's gold layer in which a resource, a duty finding, a quality-score label (a chart
+    label) and a lineage edge hold markup, as a forged gold row would (issue 11, points 1 and 5)."""
+    import dataclasses
+
+    import pyarrow as pa
+
+    from govlake.context import Context
+
+    dst = tmp_path_factory.mktemp("hostile") / "lake"
+    shutil.copytree(Path(demo_lake.settings.lake_root) / "gold", dst / "gold")
+    ctx = Context(dataclasses.replace(demo_lake.settings, lake_root=str(dst)))
+
+    def poison(table: str, change) -> None:
+        t = ctx.lake.read("gold", table)
+        rows = t.to_pylist()
+        change(rows)
+        ctx.lake.overwrite("gold", table, pa.Table.from_pylist(rows, schema=t.schema))
+
+    def resource(rows):
+        r = next(r for r in rows if r["dataset"] == "hukou_population")
+        r.update(name=f"户籍{HOSTILE}", summary=XSS[0], category=XSS[1])
+
+    def finding(rows):
+        rows[0].update(detail=HOSTILE, action=XSS[0])
+
+    def scores(rows):
+        for r in rows:
+            if r["scope"] == "node":
+                r["label"] = XSS[2]
+
+    def edge(rows):
+        rows.append(dict(rows[0], source="gold.population", target=f"gold.x{XSS[1]}", job=HOSTILE))
+
+    poison("catalog_resources", resource)
+    poison("duty_findings", finding)
+    poison("quality_scores", scores)
+    poison("lineage_edges", edge)
+    return ctx

@@ -24,15 +24,26 @@ def shot(browser, tmp_path: Path, name: str) -> Path:
     return path
 
 
+def csp_violations(browser) -> list[str]:
+    """The page's Content-Security-Policy violations: DOM events, and the console's "Refused to ..." lines."""
+    events = browser.execute_script("return window.__csp || []")
+    console = [e["message"] for e in browser.get_log("browser")
+               if "Content Security Policy" in e["message"] or "Refused to" in e["message"]]
+    return events + console
+
+
 def go(browser, site, path: str):
-    """Load a page and wait until the whole document is parsed (the footer comes last) and scripts ran."""
+    """Load a page and wait until the whole document is parsed (the footer comes last) and scripts ran; the
+    page must need nothing its CSP refuses (every test page is checked)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
+    browser.get_log("browser")  # drop what earlier pages logged
     browser.get(site.url + path)
     WebDriverWait(browser, 15).until(ec.presence_of_element_located((By.ID, "page-end")))
     WebDriverWait(browser, 15).until(lambda b: b.execute_script("return document.readyState") == "complete")
+    assert not csp_violations(browser), path
     return lambda css: browser.find_elements(By.CSS_SELECTOR, css)
 
 
@@ -115,5 +126,52 @@ def test_catalog_with_1000_resources(browser, demo_lake, tmp_path: Path) -> None
         assert "目录总数 1000" in find("#result-count")[0].text
         find = go(browser, site, "/")
         assert "数据资源 1000 项" in find("#network")[0].text
+    finally:
+        site.stop()
+
+
+def test_charts_draw_under_the_csp_and_tooltips_need_no_inline_style(browser, site) -> None:
+    """Issue 11, point 5: scripts only from /static. The charts still draw, and hovering (a tooltip) does
+    not need the inline styles the policy refuses."""
+    import time
+
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    for path, chart in [("/", "#chart-nodes"), ("/indicators", ".indicator .chart"), ("/lineage", "#graph")]:
+        find = go(browser, site, path)
+        assert find(chart + " canvas"), path
+        assert browser.execute_script("return document.scripts.length") >= 2
+        browser.execute_script(
+            "const el = [...document.querySelectorAll(arguments[0])].find(e => e.querySelector('canvas'));"
+            "echarts.getInstanceByDom(el).dispatchAction({type: 'showTip', seriesIndex: 0, dataIndex: 0});", chart)
+        time.sleep(0.5)  # ECharts renders the tooltip on a later frame
+        assert not csp_violations(browser), path
+    # Positive control: the policy is in force, so an inline script is refused and reported.
+    go(browser, site, "/quality")
+    browser.execute_script("const s = document.createElement('script'); s.textContent = 'window.ran = 1';"
+                           "document.body.appendChild(s);")
+    WebDriverWait(browser, 5).until(lambda b: b.execute_script("return window.__csp.length"))
+    assert browser.execute_script("return window.ran") is None
+    assert any("script-src" in v for v in csp_violations(browser))
+
+
+def test_hostile_gold_values_render_as_text(browser, hostile_lake, tmp_path: Path) -> None:
+    """A gold row holding <img onerror> (e.g. forged through a Delta log) shows as text and runs nothing."""
+    from govlake.dashboard import BackgroundServer
+    from tests.dashboard.conftest import HOSTILE
+
+    site = BackgroundServer(hostile_lake)
+    try:
+        for path in ["/catalog", "/catalog/hukou_population", "/duties", "/", "/lineage?table=gold.population"]:
+            find = go(browser, site, path)
+            assert not find("main img") and not find("main script:not([src]):not([type='application/json'])"), path
+            assert browser.title != "pwned", path  # an alert() would fail the next WebDriver call
+        find = go(browser, site, "/catalog")
+        assert HOSTILE in find("tr.resource[data-dataset='hukou_population']")[0].text
+        find = go(browser, site, "/duties")
+        assert HOSTILE in find("#findings")[0].text
+        find = go(browser, site, "/")
+        assert len(find("#chart-nodes canvas")) == 1  # the hostile chart labels are only labels
+        shot(browser, tmp_path, "hostile-catalog")
     finally:
         site.stop()

@@ -143,8 +143,9 @@ def test_conform_event_carries_lineage_assertions_and_counts(ctx, pipeline_run) 
 def test_gold_event_maps_gold_columns_to_silver(pipeline_run) -> None:
     ev = next(e for e in pipeline_run["events"] if e["job"]["name"] == "gold.population" and e["eventType"] == "COMPLETE")
     fields = ev["outputs"][0]["facets"]["columnLineage"]["fields"]
-    sources = {tuple(f["name"].rsplit("/", 2)[-2:]) + (f["field"],) for f in fields["name_masked"]["inputFields"]}
-    assert sources == {("silver", "hukou_population", "name_masked"), ("silver", "migrant_population", "name_masked")}
+    sources = {tuple(f["name"].rsplit("/", 2)[-2:]) + (f["field"],) for f in fields["birth_decade"]["inputFields"]}
+    assert sources == {("silver", "hukou_population", "birth_date"), ("silver", "migrant_population", "birth_date")}
+    assert "name_masked" not in fields  # gold publishes no name, not even masked
     assert ev["outputs"][0]["outputFacets"]["outputStatistics"]["rowCount"] == 3  # 3 people, one in both sources
 
 
@@ -186,9 +187,9 @@ def test_http_transport_by_configuration(ctx, engine, tmp_path: Path, monkeypatc
 
 def test_lineage_walks_upstream_and_downstream(ctx) -> None:
     edges = all_edges(ctx)
-    down = walk(edges, "bronze.hukou_population", "name")
+    down = walk(edges, "bronze.hukou_population", "birth_date")
     targets = {(s.table, s.column) for s in down}
-    assert ("gold.population", "name_masked") in targets and ("gold.source_conflicts", "value_a") in targets
+    assert ("gold.population", "birth_decade") in targets and ("gold.source_conflicts", "value_a") in targets
     assert not any(t == "gold.legal_entities" for t, _ in targets)
     up = {s.table for s in walk(edges, "gold.legal_entities", direction="upstream")}
     assert {"silver.market_entities", "silver.social_organizations", "bronze.market_entities"} <= up

@@ -95,3 +95,46 @@ def test_catalog_cli(cataloged) -> None:
     assert out.exit_code == 0 and len(json.loads(out.output)) == len(cataloged.registry.nodes)
     bad = runner.invoke(main, ["catalog", "--lake", lake, "--node", "gaa"])
     assert bad.exit_code == 2 and "gaj" in bad.output and "Traceback" not in bad.output
+
+
+HOSTILE = ['=HYPERLINK("http://x","y")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)", "\t=1"]
+
+
+def _no_formula_cells(path: Path) -> list:
+    from govlake.exports import is_formula_like
+
+    wb = load_workbook(path)
+    cells = [c for ws in wb for row in ws.iter_rows() for c in row if c.value is not None]
+    assert not [c.coordinate for c in cells if c.data_type == "f"]
+    assert all(c.data_type == "s" for c in cells if is_formula_like(c.value))
+    return [c.value for c in cells]
+
+
+def test_catalog_exports_write_formula_like_text_as_text(cataloged, tmp_path: Path) -> None:
+    """Issue 11, point 6: catalogue texts (from contracts, or a forged gold row) never run in Excel."""
+    rows = search_rows(cataloged, RESOURCES, "人口")
+    rows[0] = dict(rows[0], name=HOSTILE[0], summary=HOSTILE[1], category=HOSTILE[2], provider=HOSTILE[3], items=HOSTILE[4])
+    values = _no_formula_cells(export(rows, "xlsx", tmp_path / "c.xlsx", RESOURCES))
+    assert set(HOSTILE) <= set(values)  # shown exactly, as text
+    c = export(rows, "csv", tmp_path / "c.csv", RESOURCES)
+    back = list(csv.DictReader(c.read_text(encoding="utf-8-sig").splitlines()))
+    assert [back[0][k] for k in ("name", "summary", "category", "provider")] == ["'" + v for v in HOSTILE[:4]]
+    assert back[0]["items"] == "'" + HOSTILE[4]
+    assert back[1]["name"] == rows[1]["name"]  # ordinary text unchanged
+
+
+def test_duties_export_writes_formula_like_text_as_text(cataloged, tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from govlake.jobs.duties import FINDINGS
+
+    ctx = cataloged
+    t = ctx.lake.read("gold", FINDINGS)
+    found = t.to_pylist()
+    found[0].update(detail=HOSTILE[0], action=HOSTILE[3])
+    ctx.lake.overwrite("gold", FINDINGS, pa.Table.from_pylist(found, schema=t.schema))
+    out = tmp_path / "d.xlsx"
+    res = CliRunner().invoke(main, ["duties", "--lake", ctx.settings.lake_root, "--format", "xlsx", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    values = _no_formula_cells(out)
+    assert HOSTILE[0] in values and HOSTILE[3] in values

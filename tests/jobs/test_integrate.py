@@ -28,20 +28,33 @@ def seed_people(ctx, tmp_path: Path) -> None:
     assert ingest(ctx, [m], "lsj", "migrant_population")[0].ok
 
 
+def pid(ctx, value: str) -> str:
+    """The pseudonym the lake gives a value (HMAC-SHA256 with the lake's key, as the conform SQL computes it)."""
+    import hashlib
+    import hmac
+
+    from govlake.security import pseudonym_key
+
+    return hmac.new(pseudonym_key(ctx.settings), value.encode(), hashlib.sha256).hexdigest()
+
+
 def test_population_integrates_both_sources_without_raw_pii(ctx, engine, tmp_path: Path) -> None:
     seed_people(ctx, tmp_path)
     report = run_pending(ctx, engine)
     assert {g.table: g.status for g in report.gold}["population"] == "built"
-    rows = {r["id_number_masked"]: r for r in ctx.lake.read("gold", "population").to_pylist()}
+    rows = {r["person_pid"]: r for r in ctx.lake.read("gold", "population").to_pylist()}
     assert len(rows) == 3
-    both = rows[P2[:6] + "********" + P2[-4:]]
+    both = rows[pid(ctx, P2)]
     assert both["population_type"] == "户籍且有来穗登记" and both["authoritative_node"] == "gaj"
-    assert both["name_masked"] == "李*" and both["district_code"] == "440111" and both["hukou_district_code"] == "440104"
-    only_m = rows[P3[:6] + "********" + P3[-4:]]
-    assert only_m["population_type"] == "来穗人员" and only_m["district_code"] == "440105" and only_m["birth_year"] == 1990
-    # No raw identifier, name or address anywhere in gold.
+    assert both["district_code"] == "440111" and both["source_nodes"] == "gaj,lsj"
+    only_m = rows[pid(ctx, P3)]
+    assert only_m["population_type"] == "来穗人员" and only_m["district_code"] == "440105"
+    # Three people, each alone in their district: nothing that could single them out is published.
+    assert {(r["gender"], r["birth_decade"]) for r in rows.values()} == {(None, None)}
+    # No identifier, masked or raw, no name or address anywhere in gold.
+    assert not [c for c in ctx.lake.read("gold", "population").column_names if c.endswith("_masked")]
     text = str(ctx.lake.read("gold", "population").to_pylist())
-    for raw in (P1, P2, P3, "张三", "李四", "体育西路"):
+    for raw in (P1, P2, P3, P1[:6] + "*", "张", "李", "体育西路"):
         assert raw not in text
     assert not re.search(r"\d{17}[\dX]", text)
 
@@ -101,11 +114,13 @@ def test_gold_that_fails_its_suite_keeps_the_previous_version(tmp_path: Path, mo
         # A stricter (hand-written) gold rule that today's data breaks: born before 1980 only.
         overlay = proj / "expectations" / "gold" / "population.yaml"
         overlay.write_text(overlay.read_text(encoding="utf-8").replace("max_value: 2100", "max_value: 1980"), encoding="utf-8")
-        more = write_csv(tmp_path / "h2.csv", HUKOU, [[ric_number(seq="555"), "赵六", "男", "1991-01-01", "440106", "广州", "2020-01-02"]])
+        # Six men of the 1990s in one district: a group large enough for their birth decade to be published.
+        more = write_csv(tmp_path / "h2.csv", HUKOU, [[ric_number(birth=f"199{i}0101", seq="555"), "赵六", "男", f"199{i}-01-01",
+                                                       "440106", "广州", "2020-01-02"] for i in range(6)])
         assert ingest(ctx, [more], "gaj", "hukou_population")[0].ok
         gold = {g.table: g for g in run_pending(ctx, engine).gold}
-    assert gold["population"].status == "blocked" and "birth_year.range" in gold["population"].message
+    assert gold["population"].status == "blocked" and "birth_decade.range" in gold["population"].message
     assert ctx.lake.table("gold", "population").version() == version  # previous version still published
-    results = ctx.lake.read("meta", "validation_results", filter_sql="dataset = 'population' AND rule = 'birth_year.range'")
+    results = ctx.lake.read("meta", "validation_results", filter_sql="dataset = 'population' AND rule = 'birth_decade.range'")
     assert [r["success"] for r in results.to_pylist()] == [True, False] or \
         sorted(r["success"] for r in results.to_pylist()) == [False, True]

@@ -125,3 +125,39 @@ def test_sparkline_scales_scores() -> None:
     ys = [float(y) for y in re.findall(r'cy="([0-9.]+)"', svg)]
     assert ys[0] > ys[1]  # 0 is drawn low, 100 high
     assert "无" in sparkline([])
+
+
+FORMULA = '=HYPERLINK("http://x","y")'
+
+
+def test_report_writes_delivered_names_and_headers_as_text(ctx, engine, tmp_path: Path) -> None:
+    """Issue 11, point 6: file names and unknown column headers are chosen by whoever delivers; in
+    质量报告.xlsx they were live formulas. Now no cell is a formula, and each shows what was delivered."""
+    import zipfile
+
+    from govlake.exports import is_formula_like
+
+    names = ['=HYPERLINK("x","y").csv', "+1+2.csv", "-3-4.csv", "@SUM(A1).csv", "<img src=x onerror=alert(1)>.csv"]
+    headers = [FORMULA, "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)", "<script>alert(1)</script>"]
+    for k, (name, extra) in enumerate(zip(names, headers)):
+        rows = [r + [f"@{extra}"] for r in me_rows(3, 1, offset=10 * k)]  # one quarantined row per file
+        ingest_file(ctx, write_csv(tmp_path / name, ME + [extra], rows), "scjgj", "market_entities")
+    run_pending(ctx, engine, ["market_entities"])
+    out = build_report(ctx, tmp_path / "report", data_docs=False)
+
+    wb = load_workbook(out["excel"])
+    cells = [c for ws in wb for row in ws.iter_rows() for c in row if c.value is not None]
+    assert not [c.coordinate for c in cells if c.data_type == "f"]
+    risky = [c for c in cells if is_formula_like(c.value)]
+    assert all(c.data_type == "s" and c.quotePrefix for c in risky)
+    texts = {c.value for c in cells}
+    assert set(names) <= texts  # the drift, quarantine and held sheets name the file exactly as delivered
+    drift = {r[2]: r[3] for r in list(wb["表结构变化"].iter_rows(values_only=True))[1:]}
+    assert all(drift[n] == h for n, h in zip(names, headers))
+    with zipfile.ZipFile(out["excel"]) as z:
+        assert not [n for n in z.namelist() if n.startswith("xl/worksheets/") and b"<f>" in z.read(n)]
+
+    html = out["html"].read_text(encoding="utf-8")
+    assert "<img" not in html and "<script" not in html  # escaped in the drift table
+    assert "&lt;img src=x onerror=alert(1)&gt;.csv" in html
+    assert "script-src" not in html and "default-src 'none'" in html  # the report's own CSP allows no script
