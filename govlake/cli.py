@@ -89,7 +89,7 @@ def main() -> None:
 def generate(out_dir: Path, rows: int, seed: int, datasets: tuple[str, ...], formats: tuple[str, ...],
              no_defects: bool, lake: str | None) -> None:
     """Generate realistic deliveries for every node and dataset."""
-    from govlake.progress import generate_with_progress
+    from govlake.devkit.generate import generate_with_progress
 
     ctx = make_context(lake)
     manifest = generate_with_progress(ctx, out_dir, rows, seed, list(datasets) or None, list(formats) or None, not no_defects)
@@ -106,7 +106,7 @@ def generate(out_dir: Path, rows: int, seed: int, datasets: tuple[str, ...], for
 @friendly
 def ingest(paths: tuple[Path, ...], node: str, dataset: str, delivered_on, lake: str | None) -> None:
     """Ingest delivered files into bronze (whole file or nothing)."""
-    from govlake.jobs.ingest import ingest as run_ingest
+    from govlake.jobs.ingest.bronze import ingest as run_ingest
     from govlake.progress import row_progress
 
     ctx = make_context(lake)
@@ -158,7 +158,7 @@ def run(datasets: tuple[str, ...], lake: str | None, engine_kind: str) -> None:
 def sql(query: str | None, role: str, fmt: str, limit: int, export_path: Path | None, force: bool, lake: str | None) -> None:
     """Query the lake with SQL (tables named <layer>.<table>), scoped by role; or export a DuckDB file."""
     from govlake.descriptions import column_descriptions, table_description
-    from govlake.sqlaccess import SqlSession, display_rows, export_duckdb, render_csv
+    from govlake.access.sql import SqlSession, display_rows, export_duckdb, render_csv
 
     ctx = make_context(lake)
 
@@ -204,7 +204,7 @@ def sql(query: str | None, role: str, fmt: str, limit: int, export_path: Path | 
 @friendly
 def demo(rows: int, landing: Path | None, seed: int, lake: str | None, engine_kind: str) -> None:
     """Generate for all 1+11+N nodes, ingest, run, and print a summary."""
-    from govlake.jobs.demo import run_demo
+    from govlake.devkit.demo import run_demo
 
     run_demo(make_context(lake), rows=rows, landing=landing, seed=seed, engine_kind=engine_kind)
 
@@ -219,10 +219,10 @@ def demo(rows: int, landing: Path | None, seed: int, lake: str | None, engine_ki
 @friendly
 def bench(rows: str, workdir: Path | None, keep: bool, quality_only: bool, dashboard_lake: str | None) -> None:
     """Throughput ingest -> silver -> gold beside a raw DuckDB CSV-to-Parquet copy (or --quality / --dashboard)."""
-    from govlake.jobs.bench import run_bench, run_quality_bench
+    from govlake.devkit.bench import run_bench, run_quality_bench
 
     if dashboard_lake:
-        from govlake.jobs.dashboard_scale import run_dashboard_bench
+        from govlake.devkit.dashboard_scale import run_dashboard_bench
 
         run_dashboard_bench(make_context(dashboard_lake), 1000)
         return
@@ -241,7 +241,7 @@ def bench(rows: str, workdir: Path | None, keep: bool, quality_only: bool, dashb
 @friendly
 def lineage(table: str, direction: str, column: str | None, fmt: str, lake: str | None) -> None:
     """Lineage of a table or column: upstream sources or downstream impact (e.g. silver.hukou_population)."""
-    from govlake.jobs.lineage import lineage_edges, walk
+    from govlake.jobs.governance.lineage import lineage_edges, walk
 
     ctx = make_context(lake)
     steps = walk(lineage_edges(ctx), table, column, direction)
@@ -273,7 +273,7 @@ def lineage(table: str, direction: str, column: str | None, fmt: str, lake: str 
 def catalog(search: str | None, show_nodes: bool, show_items: bool, node: str | None, share: str | None, fmt: str,
             out_file: Path | None, lake: str | None) -> None:
     """The 1+11+N data resource catalog: list, search (name, code, summary, items) and export."""
-    from govlake.jobs.catalog import ITEMS, NODES, RESOURCES, export, search_rows
+    from govlake.jobs.governance.catalog import ITEMS, NODES, RESOURCES, export, search_rows
 
     ctx = make_context(lake)
     table = NODES if show_nodes else ITEMS if show_items else RESOURCES
@@ -306,7 +306,7 @@ def catalog(search: str | None, show_nodes: bool, show_items: bool, node: str | 
 def duties(only_findings: bool, node: str | None, fmt: str, out_file: Path | None, lake: str | None) -> None:
     """The duties-data list (职能数据清单): duty -> catalog -> data, with 缺位 / 越位 / 一数一源 findings."""
     from govlake.errors import RegistryError
-    from govlake.jobs.duties import FINDINGS, LIST
+    from govlake.jobs.governance.duties import FINDINGS, LIST
 
     ctx = make_context(lake)
     if not ctx.lake.exists("gold", LIST):
@@ -323,7 +323,7 @@ def duties(only_findings: bool, node: str | None, fmt: str, out_file: Path | Non
     if fmt == "xlsx":
         from openpyxl import Workbook
 
-        from govlake.exports import append_row
+        from govlake.access.exports import append_row
 
         wb = Workbook()
         wb.remove(wb.active)
@@ -366,7 +366,7 @@ def duties(only_findings: bool, node: str | None, fmt: str, out_file: Path | Non
 def indicators(district: str | None, indicator_id: str | None, fmt: str, lake: str | None) -> None:
     """Core indicators against the plan's baseline and targets, with threshold alerts (城市运行数字体征)."""
     from govlake.errors import RegistryError
-    from govlake.jobs.indicators import PROGRESS, VALUES
+    from govlake.jobs.governance.indicators import PROGRESS, VALUES
 
     ctx = make_context(lake)
     if not ctx.lake.exists("gold", PROGRESS):
@@ -407,7 +407,7 @@ def serve(host: str, port: int, lake: str | None) -> None:
     """The CDO dashboard (Chinese web app): nodes, catalog, duties, indicators, quality, lineage.
 
     Loopback only (127.0.0.0/8, ::1, localhost) until the dashboard has a login."""
-    from govlake.dashboard import check_loopback, serve as run_server
+    from govlake.access.dashboard import check_loopback, serve as run_server
 
     check_loopback(host)  # before anything else: a refused bind must not start or print a URL
     ctx = make_context(lake)
@@ -425,7 +425,7 @@ def quality() -> None:
 @friendly
 def quality_suites(check: bool) -> None:
     """Write the GX suites (contract rules + defaults + hand-written rules) to expectations/<layer>/<name>.json."""
-    from govlake.jobs.suites import stale_suites, write_all
+    from govlake.jobs.quality.suites import stale_suites, write_all
 
     ctx = make_context(None)
     if check:
@@ -446,7 +446,7 @@ def quality_suites(check: bool) -> None:
 @friendly
 def quality_report(out_dir: Path, no_data_docs: bool, lake: str | None) -> None:
     """Stewards' report: HTML (Chinese), Excel workbook and GX Data Docs."""
-    from govlake.jobs.report import build_report
+    from govlake.jobs.quality.report import build_report
 
     ctx = make_context(lake)
     with console.status("生成质量报告…"):
@@ -468,7 +468,7 @@ def quality_release(dataset: str, batch_id: str, reason: str, by: str | None, la
     """Publish a batch held by a fatal rule (re-conformed on the next `govlake run`)."""
     import getpass
 
-    from govlake.jobs.validate import release
+    from govlake.jobs.quality.validate import release
 
     ctx = make_context(lake)
     release(ctx, dataset, batch_id, reason, by or getpass.getuser())

@@ -2,7 +2,7 @@
 
 Importing this module registers them with GX, so the suites in expectations/ load as GX suites, render in
 Data Docs, and (for the row types) can be validated by GX itself on pandas data. That last point is how the
-tests prove that the SQL the engine runs (jobs/rules.py) means what the GX expectation says: both verdicts
+tests prove that the SQL the engine runs (jobs/conform/rules.py) means what the GX expectation says: both verdicts
 are computed on the same rows and compared. The Python checks use python-stdnum and the standard library.
 
 Only the quality tooling imports this (GX is the ``quality`` extra); the pipeline reads suites as JSON.
@@ -28,7 +28,7 @@ TS_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y
               "%Y年%m月%d日 %H:%M:%S", "%Y年%m月%d日 %H时%M分%S秒")
 
 
-JUDGED_BY_GOVLAKE = "该期望依赖历次交付记录，由 govlake 的批次审核（jobs/validate.py）依据 meta.ingest_batches 判定"
+JUDGED_BY_GOVLAKE = "该期望依赖历次交付记录，由 govlake 的批次审核（jobs/quality/validate.py）依据 meta.ingest_batches 判定"
 
 
 def cn_ric_ok(value: str, today: date | None = None) -> bool:

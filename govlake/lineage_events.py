@@ -69,7 +69,7 @@ class LineageEmitter:
 
     @cached_property
     def edges(self) -> list:
-        from govlake.jobs.lineage import all_edges
+        from govlake.jobs.governance.lineage import all_edges
 
         return all_edges(self.ctx)
 
@@ -264,7 +264,7 @@ def _version(dist: str) -> str:
 
 
 def column_map(edges, layer: str, table: str) -> dict[str, list[tuple[str, str, str, str]]]:
-    """Output column -> its input columns, from the lineage edges (jobs/lineage.py) of one target table."""
+    """Output column -> its input columns, from the lineage edges (jobs/governance/lineage.py) of one target table."""
     out: dict[str, list[tuple[str, str, str, str]]] = {}
     target = f"{layer}.{table}"
     for e in edges:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -32,22 +31,6 @@ def step_status() -> Iterator[Callable[[str], None]]:
             status.update(text + "…")
 
         yield on_step
-
-
-def generate_with_progress(ctx, out_dir: Path, rows: int, seed: int, datasets, formats, defects: bool):
-    from govlake.jobs.generate import generate
-
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("生成报送文件", total=rows)
-        state = {"done": 0}
-
-        def progress(desc: str, done: int) -> None:
-            state["done"] = max(state["done"], done)
-            bar.update(task, completed=min(state["done"], rows), description=f"生成 {desc}")
-
-        return generate(ctx.registry, out_dir, rows=rows, seed=seed, datasets=datasets, formats=formats,
-                        defects=defects, progress=progress)
 
 
 def print_run_report(report) -> None:

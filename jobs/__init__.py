@@ -1,4 +1,5 @@
-"""Pipeline jobs (ingest, conform, integrate, generate, bench): runnable without Airflow.
+"""The pipeline (``govlake.jobs``), in flow order: ``ingest`` -> ``conform`` -> ``gold`` -> ``quality`` ->
+``governance``; ``plan``/``pipeline`` walk the stages and ``tasks`` are the Airflow callables over them.
 
-Each job receives its settings, registry and engine; none builds its own session.
+Each job receives its context (settings, registries, lake) and engine; none builds its own session.
 """

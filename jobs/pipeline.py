@@ -20,10 +20,10 @@ from graphlib import TopologicalSorter
 from govlake.context import Context
 from govlake.engine.base import Engine
 from govlake.errors import GovlakeError
-from govlake.jobs.conform import ConformResult, conform
-from govlake.jobs.crosscheck import crosscheck
-from govlake.jobs.integrate import GoldResult, integrate
-from govlake.jobs.suites import reference_graph
+from govlake.jobs.conform.silver import ConformResult, conform
+from govlake.jobs.gold.crosscheck import crosscheck
+from govlake.jobs.gold.models import GoldResult, integrate
+from govlake.jobs.quality.suites import reference_graph
 
 
 @dataclass
@@ -63,11 +63,11 @@ def run_pending(ctx: Context, engine: Engine, datasets: list[str] | None = None,
 
 def _run_pending(ctx: Context, engine: Engine, datasets: list[str] | None, on_step: Callable[[str], None] | None,
                  run_id: str | None, as_of: date | None) -> RunReport:
-    from govlake.jobs.catalog import build_catalog
-    from govlake.jobs.duties import build_duties
-    from govlake.jobs.indicators import build_indicators
-    from govlake.jobs.lineage import build_lineage_table
-    from govlake.jobs.scoring import score_pending_runs, unscored_runs
+    from govlake.jobs.governance.catalog import build_catalog
+    from govlake.jobs.governance.duties import build_duties
+    from govlake.jobs.governance.indicators import build_indicators
+    from govlake.jobs.governance.lineage import build_lineage_table
+    from govlake.jobs.quality.scoring import score_pending_runs, unscored_runs
 
     report = RunReport(run_id=run_id or new_run_id())
     names = conform_order(ctx, sorted(datasets or ctx.registry.contracts))

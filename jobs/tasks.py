@@ -152,7 +152,7 @@ def layout() -> Layout:
 def _layout(project: str, lake: str, landing: str) -> Layout:
     from govlake.models import load_models
     from govlake.project import Settings
-    from govlake.jobs.suites import reference_graph
+    from govlake.jobs.quality.suites import reference_graph
 
     settings = Settings(lake_root=lake, project_dir=Path(project))
     decl = _Declarations(settings)
@@ -237,7 +237,7 @@ def discover(node: str, landing: str | Path | None = None) -> list[dict]:
 def _known_refusals(ctx: Any, node: str, dataset: str) -> dict[str, set[str]]:
     """source_file -> content hashes already refused for this node and dataset (from meta.ingest_batches)."""
     from govlake.engine.base import sql_str
-    from govlake.jobs.ingest import BATCHES
+    from govlake.jobs.ingest.bronze import BATCHES
 
     if not ctx.lake.exists("meta", BATCHES):
         return {}
@@ -264,7 +264,7 @@ def ingest_delivery(node: str, dataset: str, files: list[str], problem: str | No
         for f in files:
             log.warning("refused %s: %s", f, problem)
         return out
-    from govlake.jobs.ingest import content_hash, ingest
+    from govlake.jobs.ingest.bronze import content_hash, ingest
 
     ctx = context(lake)
     known = {} if retry_refused else _known_refusals(ctx, node, dataset)
@@ -309,8 +309,8 @@ def summarize_deliveries(results: list[dict]) -> dict:
 def pending_datasets(lake: str | None = None) -> list[str]:
     """Datasets with ingested batches not conformed yet (``conform.pending_batches`` for all datasets at once:
     one read of meta.ingest_batches and meta.conform_batches)."""
-    from govlake.jobs.conform import ACCOUNTING
-    from govlake.jobs.ingest import BATCHES
+    from govlake.jobs.conform.silver import ACCOUNTING
+    from govlake.jobs.ingest.bronze import BATCHES
 
     ctx = context(lake)
     if not ctx.lake.exists("meta", BATCHES):
@@ -326,7 +326,7 @@ def pending_datasets(lake: str | None = None) -> list[str]:
 def conform_dataset(dataset: str, run_id: str, lake: str | None = None) -> dict:
     """Conform the pending bronze batches of one dataset into silver / quarantine (``status: nothing`` when
     none is pending; then no table is touched). ``balanced`` is the books' check per run."""
-    from govlake.jobs.conform import conform, pending_batches
+    from govlake.jobs.conform.silver import conform, pending_batches
 
     ctx = context(lake)
     if not pending_batches(ctx, dataset):
@@ -350,7 +350,7 @@ def _gold_dict(r: Any) -> dict:
 
 def build_gold(table: str, run_id: str, lake: str | None = None) -> dict:
     """Rebuild one gold model if a source has a new Delta version: status built | unchanged | waiting | blocked."""
-    from govlake.jobs.integrate import integrate
+    from govlake.jobs.gold.models import integrate
 
     ctx = context(lake)
     with ctx.lake.writer_lock(f"airflow gold {table}"), ctx.engine(engine_kind()) as engine:
@@ -362,7 +362,7 @@ def build_gold(table: str, run_id: str, lake: str | None = None) -> dict:
 
 def crosscheck_sources(run_id: str, lake: str | None = None) -> dict:
     """多源校核: rebuild gold.source_conflicts and gold.crosscheck_summary when a compared silver table changed."""
-    from govlake.jobs.crosscheck import crosscheck
+    from govlake.jobs.gold.crosscheck import crosscheck
 
     ctx = context(lake)
     with ctx.lake.writer_lock("airflow crosscheck"), ctx.engine(engine_kind()) as engine:
@@ -375,7 +375,7 @@ def crosscheck_sources(run_id: str, lake: str | None = None) -> dict:
 
 def unscored_runs(ctx: Any) -> dict[str, list[str]]:
     """Conform runs (run id -> batch ids) with no rows in gold.quality_scores (``scoring.unscored_runs``)."""
-    from govlake.jobs.scoring import unscored_runs as _unscored
+    from govlake.jobs.quality.scoring import unscored_runs as _unscored
 
     return _unscored(ctx)
 
@@ -385,7 +385,7 @@ def score_pending(lake: str | None = None) -> dict:
     too), under the lake's writer lock. Scores after the cross-source check, whose conflicts count against
     consistency. A run whose scores fail their gold suite is reported in ``blocked`` (and tried again next
     time) without keeping the other runs from being scored."""
-    from govlake.jobs.scoring import score_pending_runs
+    from govlake.jobs.quality.scoring import score_pending_runs
 
     ctx = context(lake)
     out: dict[str, Any] = {"scored_runs": [], "rows": 0, "blocked": {}}
@@ -399,7 +399,7 @@ def score_pending(lake: str | None = None) -> dict:
 def lineage_graph(run_id: str, lake: str | None = None) -> dict:
     """Rewrite gold.lineage_edges from the declarations, audited by its gold suite, only when they changed
     (an unchanged graph writes nothing, not even a validation record)."""
-    from govlake.jobs.lineage import build_lineage_table
+    from govlake.jobs.governance.lineage import build_lineage_table
 
     ctx = context(lake)
     with ctx.lake.writer_lock("airflow lineage"), ctx.engine(engine_kind()) as engine:
@@ -409,7 +409,7 @@ def lineage_graph(run_id: str, lake: str | None = None) -> dict:
 
 def steward_report(out: str | Path | None = None, data_docs: bool = True, lake: str | None = None) -> dict:
     """The stewards' quality report (HTML, Excel, GX Data Docs), rewritten in place."""
-    from govlake.jobs.report import build_report
+    from govlake.jobs.quality.report import build_report
 
     ctx = context(lake)
     target = Path(out) if out else reports_dir(ctx.settings.lake_root)

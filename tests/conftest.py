@@ -43,8 +43,8 @@ def build_lake(base: Path, rows: int, seed: int = 7) -> Context:
     module- and session-scoped fixtures, which cannot use ``ctx``)."""
     from datetime import date
 
-    from govlake.jobs.generate import generate
-    from govlake.jobs.ingest import ingest_file
+    from govlake.devkit.generate import generate
+    from govlake.jobs.ingest.bronze import ingest_file
     from govlake.jobs.pipeline import run_pending
 
     os.environ.setdefault("GOVLAKE_PSEUDONYM_KEY", "test-key-not-secret")

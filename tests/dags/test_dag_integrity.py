@@ -111,7 +111,7 @@ def test_schedules_are_asset_driven(bag, ctx) -> None:
 def test_silver_tasks_follow_the_conform_order(bag, ctx) -> None:
     """The silver DAG's dependencies are the graph of ``pipeline.conform_order`` (referential checks)."""
     from govlake.jobs.pipeline import conform_order
-    from govlake.jobs.suites import silver_suite
+    from govlake.jobs.quality.suites import silver_suite
 
     lay = jobs.layout()
     for d in ctx.registry.contracts:  # the same graph, built with the real Context

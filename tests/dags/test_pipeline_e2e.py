@@ -47,7 +47,7 @@ def asset_events() -> list[tuple[str, str, str]]:
 
 
 def test_pipeline_through_airflow_then_rerun_is_a_noop(airflow_db, govlake_env, ctx) -> None:
-    from govlake.jobs.generate import generate
+    from govlake.devkit.generate import generate
 
     landing = Path(govlake_env["GOVLAKE_LANDING"])
     manifest = generate(ctx.registry, landing, rows=5000, seed=1, datasets=DATASETS, nodes=NODES)

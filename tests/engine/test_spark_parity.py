@@ -24,11 +24,11 @@ if shutil.which("java") is None:  # pragma: no cover - environment
 
 from govlake.context import Context  # noqa: E402
 from govlake.engine.base import Dialect  # noqa: E402
-from govlake.jobs.conform import conform  # noqa: E402
-from govlake.jobs.ingest import ingest  # noqa: E402
-from govlake.jobs.integrate import integrate  # noqa: E402
-from govlake.jobs.rules import DATE_FORMATS, TS_FORMATS, ric_digits, ric_valid, uscc_valid  # noqa: E402
-from govlake.jobs.suites import EXCEL_NUMBER, PHONE, PROVINCES  # noqa: E402
+from govlake.jobs.conform.silver import conform  # noqa: E402
+from govlake.jobs.ingest.bronze import ingest  # noqa: E402
+from govlake.jobs.gold.models import integrate  # noqa: E402
+from govlake.jobs.conform.rules import DATE_FORMATS, TS_FORMATS, ric_digits, ric_valid, uscc_valid  # noqa: E402
+from govlake.jobs.quality.suites import EXCEL_NUMBER, PHONE, PROVINCES  # noqa: E402
 from govlake.models import load_models  # noqa: E402
 from tests.conftest import PROJECT, write_csv  # noqa: E402
 from tests.factories import bad_check, ric_number, uscc_code  # noqa: E402

@@ -17,8 +17,8 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 from govlake.cli import main
-from govlake.jobs.ingest import ingest_file
-from govlake.jobs.lineage import all_edges, walk
+from govlake.jobs.ingest.bronze import ingest_file
+from govlake.jobs.governance.lineage import all_edges, walk
 from govlake.jobs.pipeline import run_pending
 from tests.conftest import PROJECT, write_csv
 from tests.factories import ric_number, uscc_code

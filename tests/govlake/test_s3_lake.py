@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from govlake.context import Context
-from govlake.jobs.ingest import ingest
+from govlake.jobs.ingest.bronze import ingest
 from govlake.jobs.pipeline import run_pending
-from govlake.sqlaccess import SqlSession
-from tests.jobs.test_integrate import HUKOU
+from govlake.access.sql import SqlSession
+from tests.jobs.gold.test_integrate import HUKOU
 from tests.conftest import write_csv
 from tests.factories import ric_number
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from govlake.context import Context
-from govlake.jobs.ingest import ingest
+from govlake.jobs.ingest.bronze import ingest
 from tests.conftest import PROJECT, write_csv
 from tests.factories import ric_number
-from tests.jobs.test_integrate import HUKOU
+from tests.jobs.gold.test_integrate import HUKOU
 
 TRIALS = 20
 ROWS = 300
@@ -40,7 +40,7 @@ def _worker(conn, barrier, env: dict[str, str]) -> None:
     """One racing process: for each (op, lake, arg) it receives, wait for the other, then run it."""
     os.environ.update(env)
     from govlake.context import Context
-    from govlake.jobs.ingest import ingest
+    from govlake.jobs.ingest.bronze import ingest
     from govlake.jobs.pipeline import run_pending
 
     while True:

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from govlake.context import Context
-from govlake.jobs.ingest import ingest
+from govlake.jobs.ingest.bronze import ingest
 from govlake.jobs.pipeline import run_pending
 from tests.conftest import PROJECT, write_csv
 from tests.factories import ric_number
-from tests.jobs.test_integrate import HUKOU, seed_people
+from tests.jobs.gold.test_integrate import HUKOU, seed_people
 
 CHILD = r'''
 import os, signal, sys, time
@@ -34,7 +34,7 @@ stage, lake, files = sys.argv[1], sys.argv[2], [Path(f) for f in sys.argv[3:]]
 ctx = Context.from_env(lake)
 if stage in ("before_scoring", "after_first_dataset"):
     import govlake.jobs.pipeline as pipeline
-    import govlake.jobs.scoring as scoring
+    import govlake.jobs.quality.scoring as scoring
     if stage == "before_scoring":
         scoring.score_pending_runs = die
     else:
@@ -49,7 +49,7 @@ if stage in ("before_scoring", "after_first_dataset"):
         pipeline.run_pending(ctx, engine)
 elif stage == "batch_log":
     from govlake.lake import Lake
-    import govlake.jobs.ingest as ingest
+    import govlake.jobs.ingest.bronze as ingest
     real_append = Lake.append
     def append(self, layer, name, *args, **kwargs):
         if (layer, name) == ("meta", "ingest_batches"):
@@ -58,7 +58,7 @@ elif stage == "batch_log":
     Lake.append = append
     ingest.ingest(ctx, files, "gaj", "hukou_population")
 elif stage == "parquet_write":
-    import govlake.jobs.ingest as ingest
+    import govlake.jobs.ingest.bronze as ingest
     real_open = ingest.open_delivery
     def open_delivery(path, contract):
         info, stream = real_open(path, contract)

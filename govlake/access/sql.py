@@ -1,0 +1,556 @@
+"""Role-scoped SQL over the lake's Delta tables (``govlake sql``).
+
+Each role gets a DuckDB session in which only its layers exist as schemas (``gold.population``,
+``silver.market_entities`` ...). Two independent locks keep every role read-only:
+
+* DuckDB never touches the lake's files. Each table is a view over a delta-rs Arrow dataset of its current
+  snapshot, so the session needs no file access at all: ``enable_external_access = false`` with no allowed
+  directories, no temp directory (DuckDB would otherwise allow ``<cwd>/.tmp/``), no extension installs, no
+  persistent secrets, configuration locked. ``COPY ... TO``, ``ATTACH 'x.db'``, ``read_parquet`` of a bronze
+  file all fail inside DuckDB even if a statement slipped through.
+* Before anything runs, each statement is classified by DuckDB's own parser and only reads are admitted
+  (SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE, read pragmas, EXPLAIN of a read); writes are
+  admitted only on session-local TEMP tables and views. One refused statement refuses the whole string.
+
+Every statement is audited in ``meta.sql_audit`` with its outcome, with every literal masked and a keyed
+digest (HMAC under the lake's secret) instead of an unkeyed hash that candidates could be hashed against.
+The audit fails closed: if its row cannot be written, the query's result is not returned.
+"""
+
+from __future__ import annotations
+
+import getpass
+import io
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.duckdb import DuckDB
+from sqlglot.tokens import TokenType
+
+from govlake.errors import AccessDenied, GovlakeError, QueryError, did_you_mean
+from govlake.lake import Lake
+from govlake.security import keyed_digest
+
+ROLES: dict[str, tuple[str, ...]] = {
+    "analyst": ("gold",),
+    "steward": ("gold", "silver", "quarantine", "meta"),
+    "admin": ("gold", "silver", "quarantine", "meta", "bronze"),
+}
+ROLE_NAMES = {"analyst": "分析人员", "steward": "数据管理员", "admin": "系统管理员"}
+AUDIT = "sql_audit"
+AUDIT_PURPOSE = "sql_audit"  # the keyed digest's purpose: audit digests never equal pseudonyms
+
+ST = duckdb.StatementType
+# Statements that only read. DuckDB parses DESCRIBE, SHOW, SUMMARIZE, FROM-first, VALUES and read pragmas
+# (PRAGMA table_info, show_tables, version ...) as SELECT; pragmas that change state parse as PRAGMA or SET.
+READ_TYPES = {ST.SELECT}
+# Writes admitted only when their target is a session-local TEMP object (checked on the parsed statement).
+TEMP_WRITE_TYPES = {ST.CREATE, ST.INSERT, ST.UPDATE, ST.DELETE, ST.DROP}
+TEMP_CREATE_KINDS = {"TABLE", "VIEW"}
+
+# Connection settings applied before the configuration is locked (order matters: locking is last).
+SANDBOX_SETTINGS = (
+    ("temp_directory", "''"),  # no spill files, and DuckDB no longer allows <cwd>/.tmp/
+    ("autoinstall_known_extensions", "false"),
+    ("autoload_known_extensions", "false"),
+    ("allow_community_extensions", "false"),
+    ("allow_persistent_secrets", "false"),
+    ("enable_external_access", "false"),  # with no allowed directories or paths: no file at all
+    ("lock_configuration", "true"),
+)
+
+LITERAL_TOKENS = {
+    TokenType.STRING, TokenType.NUMBER, TokenType.HEREDOC_STRING, TokenType.NATIONAL_STRING,
+    TokenType.NATIONAL_RAW_STRING, TokenType.BYTE_STRING, TokenType.BIT_STRING, TokenType.HEX_STRING,
+    TokenType.RAW_STRING, TokenType.UNICODE_STRING,
+}
+DIGIT_RUN = re.compile(r"\d{4,}")
+QUOTED = re.compile(r'"[^"]*"|\'[^\']*\'')
+
+
+@dataclass
+class QueryResult:
+    table: pa.Table
+    role: str
+
+
+Describe = Callable[[str, str], tuple[str, dict[str, str]]]  # (layer, table) -> table and column descriptions
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def comment_views(con: duckdb.DuckDBPyConnection, layer: str, name: str, describe: Describe | None) -> None:
+    """Attach the table's and its columns' descriptions (DuckDB COMMENT ON), visible in duckdb_views() and
+    duckdb_columns() and in SQL clients that show comments."""
+    if describe is None:
+        return
+    table_text, columns = describe(layer, name)
+    if table_text:
+        con.execute(f'COMMENT ON VIEW "{layer}"."{name}" IS {_quote(table_text)}')
+    present = {r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?", [layer, name]).fetchall()}
+    for col, text in columns.items():
+        if col in present and text:
+            con.execute(f'COMMENT ON COLUMN "{layer}"."{name}"."{col}" IS {_quote(text)}')
+
+
+# -- masking ----------------------------------------------------------------------------------------------
+def _char_offsets(text: str) -> dict[int, int]:
+    """Byte offset (DuckDB's tokenizer positions) -> character index (sqlglot's)."""
+    out, pos = {}, 0
+    for i, ch in enumerate(text):
+        out[pos] = i
+        pos += len(ch.encode("utf-8", "surrogatepass"))
+    out[pos] = len(text)
+    return out
+
+
+def _is_secret(tok, known: set[str]) -> bool:
+    """A literal, or an identifier that is no name of the session and looks like data (non-ASCII text or
+    a digit run: a double-quoted "张三" typed as if it were a string)."""
+    if tok.token_type in LITERAL_TOKENS:
+        return True
+    return tok.token_type in (TokenType.IDENTIFIER, TokenType.VAR) and tok.text not in known and (
+        not tok.text.isascii() or bool(DIGIT_RUN.search(tok.text)))
+
+
+def _tokens(text: str) -> list | None:
+    try:
+        return DuckDB().tokenizer().tokenize(text)
+    except Exception:  # sqlglot's TokenError, or anything a hostile string provokes
+        return None
+
+
+def mask_statement(text: str, known: set[str] = frozenset()) -> str | None:
+    """The statement with every string and number literal (and data-like identifier) replaced by ``?`` and
+    comments dropped, or None when it cannot be tokenized safely (then only the keyed digest is stored).
+
+    DuckDB's own tokenizer is the cross-check: a literal it sees that sqlglot did not mask means the two
+    disagree on where the text's literals are, and nothing is stored.
+    """
+    tokens = _tokens(text)
+    if tokens is None:
+        return None
+    parts: list[str] = []
+    masked_spans: list[tuple[int, int]] = []
+    for tok in tokens:
+        if _is_secret(tok, known):
+            parts.append("?" if tok.token_type in LITERAL_TOKENS else '"?"')
+            masked_spans.append((tok.start, tok.end))
+        else:
+            parts.append(text[tok.start:tok.end + 1])
+    offsets = _char_offsets(text)
+    try:
+        duck_literals = [offsets.get(pos) for pos, kind in duckdb.tokenize(text)
+                         if kind in (duckdb.token_type.string_const, duckdb.token_type.numeric_const)]
+    except Exception:
+        return None
+    for start in duck_literals:  # a prefix letter (x'ff', E'..') may stand just before sqlglot's span
+        if start is None or not any(a - 1 <= start <= b for a, b in masked_spans):
+            return None
+    return DIGIT_RUN.sub(lambda m: "#" * len(m.group()), " ".join(parts))
+
+
+def _scrub(message: str, text: str, known: set[str] = frozenset()) -> str:
+    """DuckDB's first message line without the statement's literal values and data-like identifiers
+    (which may be personal data), and with digit runs masked."""
+    line = message.splitlines()[0] if message else ""
+    secrets = {t.text for t in _tokens(text) or [] if _is_secret(t, known) and len(t.text) >= 2}
+    for value in sorted(secrets, key=len, reverse=True):
+        line = line.replace(value, "***")
+    # what the tokenizer could not delimit (an unterminated string): quoted non-ASCII fragments go too
+    line = QUOTED.sub(lambda m: m.group(0) if m.group(0).isascii() else '"***"', line)
+    return DIGIT_RUN.sub(lambda m: "#" * len(m.group()), line)
+
+
+# -- audit ----------------------------------------------------------------------------------------------
+@dataclass
+class AuditEntry:
+    """One statement's audit row: what it was (masked), what happened, how many rows it returned."""
+
+    index: int
+    text: str
+    statement_type: str = "UNKNOWN"
+    status: str = "skipped"  # ok / denied / error / skipped (not run because an earlier one failed)
+    reason: str | None = None  # a short code of ours, never user text
+    rows: int | None = None
+    at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    duration_ms: float | None = None
+
+
+@dataclass
+class _Statement:
+    entry: AuditEntry
+    parsed: duckdb.Statement
+    kind: duckdb.StatementType | None  # None: a type the Python API cannot name
+    synthetic: bool = False  # generated by DuckDB's parser (a dynamic PIVOT's CREATE TYPE), no text of its own
+
+
+AUDIT_SCHEMA = pa.schema([
+    ("at", pa.timestamp("us", tz="UTC")), ("user", pa.string()), ("role", pa.string()), ("status", pa.string()),
+    ("query_masked", pa.string()), ("query_sha256", pa.string()),  # query_sha256: legacy, now always null
+    ("query_hmac", pa.string()), ("request_id", pa.string()), ("statement_index", pa.int32()),
+    ("statement_count", pa.int32()), ("statement_type", pa.string()), ("reason", pa.string()),
+    ("rows", pa.int64()), ("duration_ms", pa.float64()),
+])
+
+
+def _mark_internal(entries: list[AuditEntry], sql: str) -> None:
+    """An unexpected failure (a bug, an interrupt) is charged to the statement that was running."""
+    running = next((e for e in entries if e.status == "skipped"), None)
+    if running is None:
+        running = AuditEntry(len(entries), sql)
+        entries.append(running)
+    running.status, running.reason = "error", "internal"
+
+
+class SqlSession:
+    def __init__(self, lake: Lake, role: str = "analyst", describe: Describe | None = None) -> None:
+        if role not in ROLES:
+            raise AccessDenied(f"未知角色：{role}", hint=f"可选角色：{', '.join(ROLES)}")
+        self.lake = lake
+        self.role = role
+        self.layers = ROLES[role]
+        self.describe = describe
+        self.tables: dict[str, list[str]] = {layer: lake.list_tables(layer) for layer in self.layers}
+        self.con = duckdb.connect(config={"threads": lake.settings.duckdb_threads,
+                                          "memory_limit": lake.settings.duckdb_memory_limit})
+        self._arrow: list[object] = []
+        self._aliases: set[str] = set()
+        self._pending_temp: set[str] = set()  # TEMP objects created by earlier statements of the same string
+        self._build()
+        self.known_names = self._names()
+
+    def _build(self) -> None:
+        """Views over delta-rs Arrow datasets (no DuckDB file access needed), then lock the sandbox."""
+        con = self.con
+        for layer in self.layers:
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
+            for name in self.tables[layer]:
+                dt = self.lake.table(layer, name)
+                if dt is None:
+                    continue
+                src = self.lake.scan_source(dt)  # read by pyarrow's native filesystem, never by DuckDB
+                alias = f"__{layer}__{name}"
+                con.register(alias, src)
+                self._arrow.append(src)
+                self._aliases.add(alias)
+                con.execute(f'CREATE VIEW "{layer}"."{name}" AS SELECT * FROM "{alias}"')
+                comment_views(con, layer, name, self.describe)
+        for setting, value in SANDBOX_SETTINGS:
+            con.execute(f"SET {setting} = {value}")
+
+    def _names(self) -> set[str]:
+        """Schema, table and column names of the session: identifiers the audit may keep in clear."""
+        rows = self.con.execute("SELECT schema_name, table_name, column_name FROM duckdb_columns()").fetchall()
+        return {n for row in rows for n in row if n}
+
+    # -- the one entry point --------------------------------------------------------------------------
+    def query(self, sql: str) -> QueryResult:
+        """Admit, run and audit every statement of ``sql``; the last statement's result is returned.
+
+        Nothing runs unless every statement is admitted; every statement gets an audit row whatever its
+        outcome, and if those rows cannot be written the result is withheld (fail closed).
+        """
+        request_id = uuid.uuid4().hex
+        entries: list[AuditEntry] = []
+        result: pa.Table | None = None
+        failure: BaseException | None = None
+        self._pending_temp: set[str] = set()
+        try:
+            statements = self._split(sql, entries)
+            for st in statements:
+                self._admit(st)
+            result = self._run(statements)
+        except BaseException as exc:  # audited below whatever it is, then re-raised
+            if not isinstance(exc, GovlakeError):
+                _mark_internal(entries, sql)
+            failure = exc
+        self._write_audit(entries, request_id, failure)
+        if failure is not None:
+            raise failure
+        assert result is not None
+        return QueryResult(table=result, role=self.role)
+
+    def _split(self, sql: str, entries: list[AuditEntry]) -> list[_Statement]:
+        """Statements as DuckDB's parser sees them; a string it cannot parse is one errored audit entry."""
+        try:
+            parsed = self.con.extract_statements(sql)
+        except duckdb.Error as exc:
+            entries.append(AuditEntry(0, sql, status="error", reason="parse_error"))
+            raise QueryError(f"SQL 语法错误：{_scrub(str(exc), sql)}",
+                             hint="检查引号、括号与 $$ 字符串是否成对；表名写作 <层>.<表名>") from None
+        if not parsed:
+            entries.append(AuditEntry(0, sql, status="error", reason="empty"))
+            raise QueryError("没有可执行的 SQL 语句", hint='例如：govlake sql "SELECT * FROM gold.district_profile"')
+        statements = []
+        for i, p in enumerate(parsed):
+            try:
+                kind = p.type
+            except duckdb.Error:  # a statement type the Python API does not know (UPDATE EXTENSIONS): not a read
+                kind = None
+            name = kind.name if kind is not None and kind.name.isidentifier() else "UNKNOWN"
+            entry = AuditEntry(i, p.query or sql, statement_type=name)
+            entries.append(entry)
+            statements.append(_Statement(entry, p, kind, synthetic=not p.query.strip()))
+        return statements
+
+    # -- admission ------------------------------------------------------------------------------------
+    def _admit(self, st: _Statement) -> None:
+        """Refuse, before anything runs, a statement that is not a read (or a write on a TEMP object) or
+        that names a layer the role may not read."""
+        try:
+            if st.kind in READ_TYPES:
+                tree = self._parse(st.entry.text)
+            elif st.kind == ST.EXPLAIN:
+                tree = self._admit_explain(st)
+            elif st.kind in TEMP_WRITE_TYPES:
+                tree = self._admit_temp_write(st)
+            else:
+                st.entry.reason = "not_read_only"
+                raise self._not_read_only(st.entry.statement_type if st.entry.statement_type != "UNKNOWN" else "该类")
+            if tree is not None:
+                self._check_refs(tree)
+        except AccessDenied:
+            st.entry.status, st.entry.reason = "denied", st.entry.reason or "layer_not_allowed"
+            raise
+        except QueryError:
+            st.entry.status, st.entry.reason = "error", st.entry.reason or "unknown_table"
+            raise
+
+    def _not_read_only(self, what: str) -> AccessDenied:
+        return AccessDenied(
+            f"角色 {self.role}（{ROLE_NAMES[self.role]}）的 SQL 会话只读：不允许 {what} 语句",
+            hint="只能执行查询（SELECT / WITH / DESCRIBE / SHOW / EXPLAIN）；"
+                 "中间结果可用 CREATE TEMP TABLE（仅本次会话内存）；导出结果请用 --format csv 或 json",
+        )
+
+    @staticmethod
+    def _parse(text: str) -> exp.Expression | None:
+        """sqlglot's tree of one statement, or None when sqlglot cannot parse it (a read is then still
+        safe: the session holds only the role's schemas and can touch no file)."""
+        try:
+            trees = sqlglot.parse(text, read="duckdb")
+        except (sqlglot.errors.ParseError, sqlglot.errors.TokenError):
+            return None
+        trees = [t for t in trees if t is not None]
+        return trees[0] if len(trees) == 1 else None
+
+    def _admit_explain(self, st: _Statement) -> exp.Expression | None:
+        """EXPLAIN [ANALYZE] of a read only: EXPLAIN ANALYZE executes its statement."""
+        m = re.match(r"\s*EXPLAIN\s+(?:ANALY[SZ]E\s+)?", st.entry.text, re.IGNORECASE)
+        inner = st.entry.text[m.end():] if m else ""
+        try:
+            kinds = [p.type for p in self.con.extract_statements(inner)] if inner.strip() else []
+        except duckdb.Error:
+            kinds = []
+        if kinds != [ST.SELECT]:
+            st.entry.reason = "explain_not_read"
+            raise self._not_read_only("EXPLAIN（仅可解释查询语句）")
+        return self._parse(inner)
+
+    def _admit_temp_write(self, st: _Statement) -> exp.Expression:
+        """CREATE TEMP TABLE/VIEW, and INSERT/UPDATE/DELETE/DROP on an existing TEMP table or view."""
+        tree = None if st.synthetic else self._parse(st.entry.text)
+        what = "动态 PIVOT（请在 ON 列后写明 IN (取值, ...)）" if st.synthetic else st.kind.name
+        if isinstance(tree, exp.Create):
+            temp = any(isinstance(p, exp.TemporaryProperty) for p in (tree.args.get("properties") or exp.Properties()).expressions)
+            target = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+            if temp and str(tree.args.get("kind", "")).upper() in TEMP_CREATE_KINDS and isinstance(target, exp.Table) \
+                    and target.catalog in ("", "temp") and target.db in ("", "main") and target.name not in self._aliases:
+                self._pending_temp.add(target.name)  # later statements of the same string may use it
+                return tree
+            what = "CREATE（仅允许 CREATE TEMP TABLE / CREATE TEMP VIEW）"
+        elif isinstance(tree, (exp.Insert, exp.Update, exp.Delete, exp.Drop)):
+            targets = tree.args.get("tables") if isinstance(tree, exp.Drop) else [tree.this]
+            targets = [t.this if isinstance(t, exp.Schema) else t for t in (targets or [])]
+            if targets and all(isinstance(t, exp.Table) and self._is_temp(t) for t in targets):
+                return tree
+            what = f"{st.kind.name}（仅允许作用于本会话的临时表）"
+        st.entry.reason = "not_read_only"
+        raise self._not_read_only(what)
+
+    def _is_temp(self, table: exp.Table) -> bool:
+        """An existing session TEMP table or view the user created (not one of our dataset aliases)."""
+        if table.catalog not in ("", "temp") or table.db not in ("", "main") or table.name in self._aliases:
+            return False
+        if table.name in self._pending_temp:
+            return True
+        found = self.con.execute(
+            "SELECT count(*) FROM (SELECT table_name AS n FROM duckdb_tables() WHERE temporary "
+            "UNION ALL SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal) WHERE n = ?",
+            [table.name]).fetchone()
+        return bool(found and found[0])
+
+    def _check_refs(self, tree: exp.Expression) -> None:
+        """Refuse references to layers the role may not read, with a clear message."""
+        for t in tree.find_all(exp.Table):
+            layer = t.db
+            if layer in ROLES["admin"] and layer not in self.layers:
+                allowed = "、".join(f"{lay}.*" for lay in self.layers)
+                raise AccessDenied(
+                    f"角色 {self.role}（{ROLE_NAMES[self.role]}）无权读取 {layer}.{t.name}",
+                    hint=f"该角色可查询：{allowed}；如确需访问，请联系数据管理员申请 --role steward 或 admin",
+                )
+            if layer in self.layers and t.name not in self.tables[layer]:
+                known = self.tables[layer]
+                raise QueryError(
+                    f"表 {layer}.{t.name} 不存在（或尚无数据）",
+                    hint=did_you_mean(t.name, set(known)) or (f"{layer} 层现有：{', '.join(known)}" if known else "先运行 govlake run"),
+                )
+
+    # -- execution ------------------------------------------------------------------------------------
+    def _run(self, statements: list[_Statement]) -> pa.Table:
+        result = pa.table({})
+        for st in statements:
+            entry = st.entry
+            started = time.perf_counter()
+            try:
+                result = self.con.execute(st.parsed).to_arrow_table()
+            except duckdb.PermissionException:
+                entry.status, entry.reason = "denied", "permission"
+                raise AccessDenied(
+                    f"角色 {self.role}（{ROLE_NAMES[self.role]}）不能读写文件、附加数据库或安装扩展",
+                    hint="请通过 <层>.<表名> 查询已授权的表",
+                ) from None
+            except duckdb.Error as exc:
+                entry.status, entry.reason = "error", type(exc).__name__
+                raise QueryError(f"查询失败：{_scrub(str(exc), entry.text, self.known_names)}",
+                                 hint="用 SELECT * FROM information_schema.tables 查看可查询的表") from None
+            finally:
+                entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+            entry.status = "ok"
+            entry.rows = result.num_rows if st.kind in READ_TYPES or st.kind == ST.EXPLAIN else None
+        return result
+
+    def _write_audit(self, entries: list[AuditEntry], request_id: str, failure: BaseException | None) -> None:
+        """Append one row per statement; raise if that is impossible, so no result leaves unaudited."""
+        user = getpass.getuser()
+        try:
+            rows = [{
+                "at": e.at, "user": user, "role": self.role, "status": e.status,
+                "query_masked": mask_statement(e.text, self.known_names), "query_sha256": None,
+                "query_hmac": keyed_digest(self.lake.settings, AUDIT_PURPOSE, e.text), "request_id": request_id,
+                "statement_index": e.index, "statement_count": len(entries), "statement_type": e.statement_type,
+                "reason": e.reason, "rows": e.rows, "duration_ms": e.duration_ms,
+            } for e in entries]
+            self.lake.append("meta", AUDIT, pa.Table.from_pylist(rows, schema=AUDIT_SCHEMA))
+        except Exception as exc:
+            what = "查询结果不予返回" if failure is None else "查询也未成功"
+            raise QueryError(
+                f"无法写入 SQL 审计记录（meta.{AUDIT}），为安全起见{what}",
+                where=f"{self.lake.root}/meta/{AUDIT}",
+                hint="检查数据湖 meta 层是否可写、假名化密钥是否可用（GOVLAKE_PSEUDONYM_KEY），然后重试",
+            ) from exc
+
+    def close(self) -> None:
+        self.con.close()
+
+
+# -- output -------------------------------------------------------------------------------------------------
+def _is_nested(t: pa.DataType) -> bool:
+    return pa.types.is_nested(t) or (pa.types.is_dictionary(t) and pa.types.is_nested(t.value_type))
+
+
+def display_value(value: object) -> str:
+    """A cell as text: nested values (lists, maps, structs) as JSON, None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
+
+
+def display_rows(table: pa.Table) -> list[list[str]]:
+    """Rows of text cells for the terminal table (maps as JSON objects)."""
+    return [[display_value(v) for v in row.values()] for row in table.to_pylist(maps_as_pydicts="lossy")]
+
+
+def text_safe_table(table: pa.Table) -> pa.Table:
+    """Nested columns replaced by JSON text, so every column is writable as CSV."""
+    columns = []
+    for name, col in zip(table.column_names, table.columns):
+        if _is_nested(col.type):
+            col = pa.array([None if v is None else display_value(v) for v in col.to_pylist(maps_as_pydicts="lossy")], pa.string())
+        columns.append(col)
+    return pa.table(columns, names=table.column_names)
+
+
+def render_csv(table: pa.Table) -> str:
+    """The result as UTF-8 CSV text (header row quoted, as pyarrow writes it). Nested values become JSON
+    text and formula-like text (``=HYPERLINK(...)``) is made inert, as in every CSV govlake writes."""
+    import pyarrow.csv as pacsv
+
+    from govlake.access.exports import safe_arrow_table
+
+    out = io.BytesIO()
+    pacsv.write_csv(safe_arrow_table(text_safe_table(table)), out)
+    return out.getvalue().decode("utf-8")
+
+
+# -- export -------------------------------------------------------------------------------------------------
+def _refuse_existing(path: Path, force: bool) -> None:
+    if path.is_dir():
+        raise QueryError(f"导出路径是一个目录：{path}", where=str(path), hint="请指定一个 .duckdb 文件名，例如 analyst.duckdb")
+    if (path.exists() or path.is_symlink()) and not force:
+        raise QueryError(f"导出文件已存在：{path}", where=str(path),
+                         hint="换一个文件名，或确认可以覆盖后加 --force（只替换这个文件）")
+    if not path.parent.is_dir():
+        raise QueryError(f"导出目录不存在：{path.parent}", where=str(path), hint="先创建该目录，或换一个路径")
+
+
+def export_duckdb(lake: Lake, path: str, role: str = "analyst", describe: Describe | None = None,
+                  force: bool = False) -> dict[str, int]:
+    """A DuckDB database file of views over the role's tables, for the DuckDB CLI or any SQL client.
+
+    The views read the Parquet files of each table's current Delta snapshot, so the file is a consistent
+    point-in-time copy of the catalogue (re-export after new runs); no data is copied into it, and it carries
+    the table and column descriptions. An existing file is replaced only with ``force`` (never a directory),
+    and only once the new file is complete: it is built beside the target and renamed over it.
+    """
+    if role not in ROLES:
+        raise AccessDenied(f"未知角色：{role}", hint=f"可选角色：{', '.join(ROLES)}")
+    if not lake.settings.is_local:
+        raise QueryError("对象存储上的数据湖暂不支持导出 DuckDB 文件", hint="在本地数据湖上导出，或直接使用 govlake sql")
+    target = Path(path)
+    _refuse_existing(target, force)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    counts: dict[str, int] = {}
+    try:
+        con = duckdb.connect(str(tmp))
+        try:
+            os.chmod(tmp, 0o600)
+            for layer in ROLES[role]:
+                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
+                counts[layer] = 0
+                for name in lake.list_tables(layer):
+                    files = lake.table(layer, name).file_uris()
+                    if not files:
+                        continue
+                    flist = ", ".join(_quote(f) for f in files)
+                    con.execute(f'CREATE VIEW "{layer}"."{name}" AS SELECT * FROM read_parquet([{flist}], union_by_name = true)')
+                    comment_views(con, layer, name, describe)
+                    counts[layer] += 1
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        _refuse_existing(target, force)  # nothing appeared there meanwhile
+        os.replace(tmp, target)
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+            if leftover.exists():
+                leftover.unlink()
+    return counts

@@ -1,0 +1,135 @@
+"""Integrate: silver -> gold tables defined by the models in schemas/gold/.
+
+A gold table is rebuilt (one overwrite transaction) only when one of its sources has a new Delta
+version since the last build; the source versions are recorded in the commit, so reruns are no-ops and
+every gold version can be traced to the exact silver versions it was computed from (time travel).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from govlake.context import Context
+from govlake.engine.base import Engine
+from govlake.jobs.conform.rules import compile_check
+from govlake.jobs.quality.suites import Suite, gold_suite
+from govlake.jobs.quality.validate import Outcome, write_results
+from govlake.models import GoldModel, build_order, load_models
+
+
+@dataclass
+class GoldResult:
+    table: str
+    status: str  # built | unchanged | waiting | blocked
+    rows: int = 0
+    message: str = ""
+
+
+def last_build(ctx: Context, table: str) -> dict | None:
+    dt = ctx.lake.table("gold", table)
+    if dt is None:
+        return None
+    for entry in dt.history(5):
+        meta = entry.get("govlake")
+        if meta:
+            return json.loads(meta) if isinstance(meta, str) else meta
+    return None
+
+
+def build_model(ctx: Context, engine: Engine, model: GoldModel, run_id: str | None = None) -> GoldResult:
+    suite = gold_suite(ctx, model.table)
+    return rebuild(ctx, engine, model.table, list(model.sources), lambda: model.compiled_sql(engine.dialect.name),
+                   f"{model.title}：{model.description}", suite=suite, run_id=run_id)
+
+
+def rebuild(ctx: Context, engine: Engine, table: str, sources: list[str], make_sql: Callable[[], str],
+            description: str, *, suite: Suite | None = None, run_id: str | None = None) -> GoldResult:
+    """Rebuild gold.<table> from ``sources`` (relations named ``<layer>__<name>``) when any has changed.
+
+    Write, audit, publish: the result is computed once, the table's suite is evaluated on it, and only if
+    no ``error``/``fatal`` expectation fails is it committed; otherwise the previous version stays published
+    and the outcomes say why.
+    """
+    versions: dict[str, int] = {}
+    for ref in sources:
+        dt = ctx.lake.table(*ref.split(".", 1))
+        if dt is None:
+            missing = [s for s in sources if not ctx.lake.exists(*s.split(".", 1))]
+            return GoldResult(table, "waiting", message=f"上游尚无数据：{'、'.join(missing)}")
+        versions[ref] = dt.version()
+    prior = last_build(ctx, table)
+    if prior and prior.get("sources") == versions:
+        return GoldResult(table, "unchanged", message="上游未变化，跳过")
+    from govlake.lineage_events import DatasetRef
+
+    out = ctx.lineage.table("gold", table)
+    with ctx.lineage.run(f"gold.{table}", [DatasetRef(*ref.split(".", 1)) for ref in sources], [out],
+                         engine=engine.name, description=description):
+        result = _build(ctx, engine, table, versions, make_sql, description, suite, run_id)
+        out.rows = result.rows if result.status == "built" else 0
+    return result
+
+
+def _build(ctx: Context, engine: Engine, table: str, versions: dict[str, int], make_sql: Callable[[], str],
+           description: str, suite: Suite | None, run_id: str | None) -> GoldResult:
+    for ref, version in versions.items():
+        engine.register_delta(ref.replace(".", "__"), *ref.split(".", 1), version=version)
+    candidate = f"gold_candidate__{table}"
+    engine.materialize(candidate, make_sql())
+    result = GoldResult(table, "built")
+    if suite is not None and suite.checks:
+        outcomes = validate_table(engine, suite, candidate)
+        write_results(ctx, [o.row(run_id=run_id or "adhoc", layer="gold", suite=suite.name, dataset=table,
+                                   batch_id=None, node=None) for o in outcomes], replace=None)
+        blocking = [o.check.rule for o in outcomes if o.check.severity in ("error", "fatal") and not o.success]
+        if blocking:
+            result = GoldResult(table, "blocked", message=f"未通过金层校验（{'、'.join(blocking)}），保留上一版本")
+    if result.status == "built":
+        engine.write_delta("gold", table, f"SELECT * FROM {candidate}", mode="overwrite",
+                           commit=ctx.lake.commit(job="integrate", table=table, sources=versions),
+                           description=description)
+        result.rows = ctx.lake.table("gold", table).count()
+    for ref in versions:
+        engine.drop(ref.replace(".", "__"))
+    engine.drop(candidate)
+    return result
+
+
+def audit_arrow(ctx: Context, engine: Engine, table: str, data, run_id: str | None) -> list[str]:
+    """Write-audit-publish for a gold table a job computes in Python: evaluate its suite on the Arrow data,
+    record the outcomes, and return the blocking rules (empty: publish)."""
+    suite = gold_suite(ctx, table)
+    view = f"gold_candidate__{table}"
+    engine.register_arrow(view, data)
+    try:
+        outcomes = validate_table(engine, suite, view)
+    finally:
+        engine.drop(view)
+    write_results(ctx, [o.row(run_id=run_id or "adhoc", layer="gold", suite=suite.name, dataset=table, batch_id=None,
+                              node=None) for o in outcomes], replace=None)
+    return [o.check.rule for o in outcomes if o.check.severity in ("error", "fatal") and not o.success]
+
+
+def validate_table(engine: Engine, suite: Suite, relation: str) -> list[Outcome]:
+    """Every row expectation of a gold suite in one aggregate query over the built table."""
+    checks = suite.row_checks()
+    if not checks:
+        return []
+    d = engine.dialect
+    flags = ", ".join(f"CASE WHEN {compile_check(d, c, lambda col, typed: d.ident(col), None, None, None)} "
+                      f"THEN 1 ELSE 0 END AS f{i}" for i, c in enumerate(checks))
+    sums = ", ".join(f"CAST(coalesce(sum(f{i}), 0) AS BIGINT) AS f{i}" for i in range(len(checks)))
+    row = engine.fetch(f"SELECT count(*) AS n, {sums} FROM (SELECT {flags} FROM {relation}) v").to_pylist()[0]
+    return [Outcome(c, row["n"], row[f"f{i}"]) for i, c in enumerate(checks)]
+
+
+def integrate(ctx: Context, engine: Engine, tables: list[str] | None = None, run_id: str | None = None) -> list[GoldResult]:
+    models = load_models(ctx.settings.schemas_dir)
+    out = []
+    for model in build_order(models):
+        if tables and model.table not in tables:
+            continue
+        out.append(build_model(ctx, engine, model, run_id))
+    return out

@@ -1,0 +1,1 @@
+"""Stage 1, ingest: delivered files -> bronze (readers per format, whole file or nothing, exactly once)."""
