@@ -1,7 +1,7 @@
 """Shared wiring of the govlake DAG files (not a DAG file itself: listed in .airflowignore).
 
-Cheap at import: Airflow's SDK and ``govlake.jobs.tasks`` (whose layout reads only YAML). The jobs, the
-engine and the lake are imported inside the tasks, at run time.
+Cheap at import: Airflow's SDK, ``govlake.jobs.plan`` and ``govlake.jobs.tasks`` (whose layout reads only
+YAML). The jobs, the engine and the lake are imported inside the tasks, at run time.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pendulum
 from airflow.sdk import Asset, get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from govlake.jobs import plan
 from govlake.jobs import tasks as jobs
 
 log = logging.getLogger("govlake.dags")
@@ -38,31 +39,30 @@ DEFAULT_ARGS: dict[str, Any] = {
     "execution_timeout": timedelta(hours=6),
 }
 
-STAGES = {"ingest": 4, "silver": 3, "gold": 2, "governance": 1}
+FLOW_PRIORITY = {plan.Flow.INGEST: 4, plan.Flow.SILVER: 3, plan.Flow.GOLD: 2, plan.Flow.GOVERNANCE: 1}
 
 
-def default_args(stage: str) -> dict[str, Any]:
+def default_args(flow: str) -> dict[str, Any]:
     """DEFAULT_ARGS with the stage's priority in the lake pool: upstream first. While files are being
     ingested, the Asset events they emit collect behind the active silver run and are conformed together
     by the next one, so a burst of deliveries (e.g. every node's hourly run) costs a few silver, gold and
     governance runs rather than one per file."""
-    return DEFAULT_ARGS | {"priority_weight": STAGES[stage], "weight_rule": "absolute"}
+    return DEFAULT_ARGS | {"priority_weight": FLOW_PRIORITY[plan.Flow(flow)], "weight_rule": "absolute"}
 
 
 def layout() -> jobs.Layout:
     return jobs.layout()
 
 
-def asset(layer: str, name: str) -> Asset:
+def asset_of(ref: plan.TableRef) -> Asset:
     """The Asset of one Delta table, named by the table's URI (``file:///…/lake/<layer>/<name>``)."""
-    return Asset(uri=layout().uri(layer, name), group=f"govlake.{layer}",
-                 extra={"table": f"{layer}.{name}"})
+    return Asset(uri=layout().uri(ref), group=f"govlake.{ref.layer}", extra={"table": str(ref)})
 
 
 def strict() -> bool:
     """``GOVLAKE_STRICT=1``: refused files, held batches and blocked gold builds fail the DAG run (so its
     failure alerting fires) instead of being reported as warnings."""
-    return os.environ.get("GOVLAKE_STRICT", "").lower() in ("1", "true", "yes", "on")
+    return jobs.settings().strict
 
 
 def govlake_run_id() -> str:

@@ -65,10 +65,10 @@ def make_context(lake: str | None):
     return Context.from_env(lake)
 
 
-lake_option = click.option("--lake", envvar="GOVLAKE_LAKE", default=None,
-                           help="Lake root (local path or s3://bucket/prefix); default ./lake or $GOVLAKE_LAKE.")
-engine_option = click.option("--engine", "engine_kind", type=click.Choice(["duckdb", "spark"]), default="duckdb",
-                             show_default=True, help="Compute engine.")
+lake_option = click.option("--lake", default=None,
+                           help="Lake root (local path or s3://bucket/prefix); default $GOVLAKE_LAKE, else ./lake.")
+engine_option = click.option("--engine", "engine_kind", type=click.Choice(["duckdb", "spark"]), default=None,
+                             help="Compute engine; default $GOVLAKE_ENGINE, else duckdb.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -78,7 +78,8 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("landing"), show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Landing folder to write to; default $GOVLAKE_LANDING, else landing/ next to the lake.")
 @click.option("--rows", type=int, default=100_000, show_default=True, help="Total rows over all deliveries (10k .. 100M).")
 @click.option("--seed", type=int, default=20261124, show_default=True)
 @click.option("--dataset", "datasets", multiple=True, help="Only these datasets (repeatable).")
@@ -86,12 +87,13 @@ def main() -> None:
 @click.option("--no-defects", is_flag=True, help="Generate perfectly clean data.")
 @lake_option
 @friendly
-def generate(out_dir: Path, rows: int, seed: int, datasets: tuple[str, ...], formats: tuple[str, ...],
+def generate(out_dir: Path | None, rows: int, seed: int, datasets: tuple[str, ...], formats: tuple[str, ...],
              no_defects: bool, lake: str | None) -> None:
     """Generate realistic deliveries for every node and dataset."""
     from govlake.devkit.generate import generate_with_progress
 
     ctx = make_context(lake)
+    out_dir = out_dir or ctx.settings.landing_dir
     manifest = generate_with_progress(ctx, out_dir, rows, seed, list(datasets) or None, list(formats) or None, not no_defects)
     console.print(f"已生成 {len(manifest.deliveries)} 个报送文件，共 {manifest.total_rows:,} 行 → {out_dir}（清单：manifest.json）")
 
@@ -108,6 +110,7 @@ def ingest(paths: tuple[Path, ...], node: str, dataset: str, delivered_on, lake:
     """Ingest delivered files into bronze (whole file or nothing)."""
     from govlake.jobs.ingest.bronze import ingest as run_ingest
     from govlake.progress import row_progress
+    from govlake.status import IngestStatus
 
     ctx = make_context(lake)
     with row_progress(f"导入 {dataset}") as advance:
@@ -115,12 +118,12 @@ def ingest(paths: tuple[Path, ...], node: str, dataset: str, delivered_on, lake:
                              delivered_on=delivered_on.date() if delivered_on else None)
     refused = 0
     for r in results:
-        if r.status == "ingested":
+        if r.status == IngestStatus.INGESTED:
             extra = f"（其中 {r.ragged_rows} 行列数不符，原文已保存）" if r.ragged_rows else ""
             console.print(f"[green]✓ 已导入[/] {r.file}：{r.rows:,} 行 → bronze.{dataset}，批次 {r.batch_id}{extra}")
             if r.message:
                 console.print(f"  [yellow]表结构变化：{r.message}[/]")
-        elif r.status == "duplicate":
+        elif r.status == IngestStatus.DUPLICATE:
             console.print(f"[cyan]= 跳过[/] {r.file}：{r.message}")
         else:
             refused += 1
@@ -131,17 +134,19 @@ def ingest(paths: tuple[Path, ...], node: str, dataset: str, delivered_on, lake:
 
 @main.command()
 @click.option("--dataset", "datasets", multiple=True, help="Only these datasets (repeatable).")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
+              help="Also write the stewards' quality report (HTML, Excel, GX Data Docs) to this directory.")
 @lake_option
 @engine_option
 @friendly
-def run(datasets: tuple[str, ...], lake: str | None, engine_kind: str) -> None:
-    """Build everything pending into silver, quarantine and gold."""
+def run(datasets: tuple[str, ...], report_dir: Path | None, lake: str | None, engine_kind: str | None) -> None:
+    """Build everything pending into silver, quarantine and gold (the stages of jobs/plan.py)."""
     from govlake.jobs.pipeline import run_pending
     from govlake.progress import print_run_report, step_status
 
     ctx = make_context(lake)
     with ctx.engine(engine_kind) as engine, step_status() as on_step:
-        report = run_pending(ctx, engine, list(datasets) or None, on_step=on_step)
+        report = run_pending(ctx, engine, list(datasets) or None, on_step=on_step, report_dir=report_dir)
     print_run_report(report)
 
 
@@ -158,7 +163,7 @@ def run(datasets: tuple[str, ...], lake: str | None, engine_kind: str) -> None:
 def sql(query: str | None, role: str, fmt: str, limit: int, export_path: Path | None, force: bool, lake: str | None) -> None:
     """Query the lake with SQL (tables named <layer>.<table>), scoped by role; or export a DuckDB file."""
     from govlake.descriptions import column_descriptions, table_description
-    from govlake.access.sql import SqlSession, display_rows, export_duckdb, render_csv
+    from govlake.access.sql import SqlSession, display_rows, export_duckdb, render_csv, run_interruptible
 
     ctx = make_context(lake)
 
@@ -172,9 +177,13 @@ def sql(query: str | None, role: str, fmt: str, limit: int, export_path: Path | 
         return
     if not query:
         raise click.UsageError("需要 QUERY，或使用 --export-duckdb PATH")
-    session = SqlSession(ctx.lake, role, describe)
     try:
-        result = session.query(query).table
+        session = SqlSession(ctx.lake, role, describe)
+    except KeyboardInterrupt:  # Ctrl-C while the session was being opened: nothing ran yet
+        err_console.print("查询已中断（会话尚未打开，未执行任何语句）", highlight=False)
+        sys.exit(130)
+    try:
+        result = run_interruptible(session, query).table  # SIGINT / SIGTERM / GOVLAKE_SQL_TIMEOUT stop it
     finally:
         session.close()
     if fmt == "csv":
@@ -197,12 +206,12 @@ def sql(query: str | None, role: str, fmt: str, limit: int, export_path: Path | 
 
 @main.command()
 @click.option("--rows", type=int, default=200_000, show_default=True, help="Total generated rows.")
-@click.option("--landing", type=click.Path(path_type=Path), default=None, help="Where deliveries are generated (default: <lake>/../landing).")
+@click.option("--landing", type=click.Path(path_type=Path), default=None, help="Where deliveries are generated; default $GOVLAKE_LANDING, else landing/ next to the lake.")
 @click.option("--seed", type=int, default=20261124, show_default=True)
 @lake_option
 @engine_option
 @friendly
-def demo(rows: int, landing: Path | None, seed: int, lake: str | None, engine_kind: str) -> None:
+def demo(rows: int, landing: Path | None, seed: int, lake: str | None, engine_kind: str | None) -> None:
     """Generate for all 1+11+N nodes, ingest, run, and print a summary."""
     from govlake.devkit.demo import run_demo
 
@@ -241,7 +250,8 @@ def bench(rows: str, workdir: Path | None, keep: bool, quality_only: bool, dashb
 @friendly
 def lineage(table: str, direction: str, column: str | None, fmt: str, lake: str | None) -> None:
     """Lineage of a table or column: upstream sources or downstream impact (e.g. silver.hukou_population)."""
-    from govlake.jobs.governance.lineage import lineage_edges, walk
+    from govlake.jobs.governance.lineage import lineage_edges
+    from govlake.lineage_graph import walk
 
     ctx = make_context(lake)
     steps = walk(lineage_edges(ctx), table, column, direction)
@@ -273,7 +283,8 @@ def lineage(table: str, direction: str, column: str | None, fmt: str, lake: str 
 def catalog(search: str | None, show_nodes: bool, show_items: bool, node: str | None, share: str | None, fmt: str,
             out_file: Path | None, lake: str | None) -> None:
     """The 1+11+N data resource catalog: list, search (name, code, summary, items) and export."""
-    from govlake.jobs.governance.catalog import ITEMS, NODES, RESOURCES, export, search_rows
+    from govlake.jobs.governance.catalog import export, search_rows
+    from govlake.tables import CATALOG_ITEMS as ITEMS, CATALOG_NODES as NODES, CATALOG_RESOURCES as RESOURCES
 
     ctx = make_context(lake)
     table = NODES if show_nodes else ITEMS if show_items else RESOURCES
@@ -306,16 +317,17 @@ def catalog(search: str | None, show_nodes: bool, show_items: bool, node: str | 
 def duties(only_findings: bool, node: str | None, fmt: str, out_file: Path | None, lake: str | None) -> None:
     """The duties-data list (职能数据清单): duty -> catalog -> data, with 缺位 / 越位 / 一数一源 findings."""
     from govlake.errors import RegistryError
-    from govlake.jobs.governance.duties import FINDINGS, LIST
+    from govlake.messages import NOT_BUILT
+    from govlake.tables import DUTY_DATA_LIST, DUTY_FINDINGS
 
     ctx = make_context(lake)
-    if not ctx.lake.exists("gold", LIST):
-        raise RegistryError("职能数据清单尚未生成", hint="先运行 govlake run（或 govlake demo）")
+    if not ctx.lake.exists(*DUTY_DATA_LIST.ref):
+        raise NOT_BUILT.error(RegistryError, what="职能数据清单")
     if node:
         ctx.registry.node(node)
-    lst = [r for r in ctx.lake.read("gold", LIST).to_pylist() if not node or r["node"] == node
+    lst = [r for r in ctx.lake.read(*DUTY_DATA_LIST.ref).to_pylist() if not node or r["node"] == node
            or (r["node"] == "districts" and ctx.registry.nodes[node].kind == "district")]
-    found = [r for r in ctx.lake.read("gold", FINDINGS).to_pylist() if not node or r["node"] == node]
+    found = [r for r in ctx.lake.read(*DUTY_FINDINGS.ref).to_pylist() if not node or r["node"] == node]
     if fmt == "json":
         sys.stdout.write(json.dumps({"findings": found} if only_findings else {"duties": lst, "findings": found},
                                     ensure_ascii=False, default=str, indent=1) + "\n")
@@ -323,7 +335,7 @@ def duties(only_findings: bool, node: str | None, fmt: str, out_file: Path | Non
     if fmt == "xlsx":
         from openpyxl import Workbook
 
-        from govlake.access.exports import append_row
+        from govlake.exports import append_row
 
         wb = Workbook()
         wb.remove(wb.active)
@@ -366,16 +378,17 @@ def duties(only_findings: bool, node: str | None, fmt: str, out_file: Path | Non
 def indicators(district: str | None, indicator_id: str | None, fmt: str, lake: str | None) -> None:
     """Core indicators against the plan's baseline and targets, with threshold alerts (城市运行数字体征)."""
     from govlake.errors import RegistryError
-    from govlake.jobs.governance.indicators import PROGRESS, VALUES
+    from govlake.messages import NOT_BUILT
+    from govlake.tables import INDICATOR_PROGRESS, INDICATOR_VALUES
 
     ctx = make_context(lake)
-    if not ctx.lake.exists("gold", PROGRESS):
-        raise RegistryError("指标尚未计算", hint="先运行 govlake run（或 govlake demo）")
+    if not ctx.lake.exists(*INDICATOR_PROGRESS.ref):
+        raise NOT_BUILT.error(RegistryError, what="指标")
     if district:
         ctx.registry.node(district)
-        rows = [r for r in ctx.lake.read("gold", VALUES).to_pylist() if r["district_code"] == district]
+        rows = [r for r in ctx.lake.read(*INDICATOR_VALUES.ref).to_pylist() if r["district_code"] == district]
     else:
-        rows = ctx.lake.read("gold", PROGRESS).to_pylist()
+        rows = ctx.lake.read(*INDICATOR_PROGRESS.ref).to_pylist()
     rows = [r for r in rows if not indicator_id or r["indicator_id"] == indicator_id]
     if fmt == "json":
         sys.stdout.write(json.dumps(rows, ensure_ascii=False, default=str, indent=1) + "\n")
@@ -415,6 +428,26 @@ def serve(host: str, port: int, lake: str | None) -> None:
     run_server(ctx, host, port)
 
 
+@main.command("settings")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@lake_option
+@friendly
+def show_settings(fmt: str, lake: str | None) -> None:
+    """The deployment settings as resolved here (lake, landing, reports, engine, ...); secrets are not shown."""
+    from govlake.project import Settings
+
+    shown = Settings.from_env(lake).describe()
+    if fmt == "json":
+        click.echo(json.dumps(shown, ensure_ascii=False, indent=2))
+        return
+    t = Table(title="govlake 部署设置（govlake/project.py）")
+    t.add_column("设置")
+    t.add_column("取值", overflow="fold")
+    for key, value in shown.items():
+        t.add_row(key, value)
+    console.print(t)
+
+
 @main.group()
 def quality() -> None:
     """Expectation suites, quality scores and the stewards' report."""
@@ -440,17 +473,18 @@ def quality_suites(check: bool) -> None:
 
 
 @quality.command("report")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("reports/quality"), show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Report folder; default $GOVLAKE_REPORTS, else <lake>/_reports/quality (where Airflow writes it).")
 @click.option("--no-data-docs", is_flag=True, help="Skip the Great Expectations Data Docs.")
 @lake_option
 @friendly
-def quality_report(out_dir: Path, no_data_docs: bool, lake: str | None) -> None:
+def quality_report(out_dir: Path | None, no_data_docs: bool, lake: str | None) -> None:
     """Stewards' report: HTML (Chinese), Excel workbook and GX Data Docs."""
     from govlake.jobs.quality.report import build_report
 
     ctx = make_context(lake)
     with console.status("生成质量报告…"):
-        out = build_report(ctx, out_dir, data_docs=not no_data_docs)
+        out = build_report(ctx, out_dir or ctx.settings.reports_dir, data_docs=not no_data_docs)
     console.print(f"质量报告：{out['html']}（{out['sections']} 个节点×数据集，{out['findings']} 条未通过的规则）")
     console.print(f"Excel：{out['excel']}")
     if out["data_docs"]:

@@ -25,8 +25,9 @@ class Context:
         restrict_new_files()
 
     @classmethod
-    def from_env(cls, lake: str | None = None) -> "Context":
-        return cls(Settings.from_env(lake))
+    def from_env(cls, lake: str | None = None, *, deployed: bool = False) -> "Context":
+        """The Context of this deployment (:meth:`Settings.from_env`; ``deployed`` for Airflow processes)."""
+        return cls(Settings.from_env(lake, deployed=deployed))
 
     @cached_property
     def registry(self) -> Registry:
@@ -46,9 +47,10 @@ class Context:
         self.registry  # cross-checks contracts against the registries first
         return get_contract(self.settings.schemas_dir, dataset)
 
-    def engine(self, kind: str = "duckdb"):  # -> Engine (lazy import keeps the CLI fast)
+    def engine(self, kind: str | None = None):  # -> Engine (lazy import keeps the CLI fast)
+        """An engine of ``kind``, by default the deployment's (``Settings.engine_kind``, GOVLAKE_ENGINE)."""
         from govlake.engine import make_engine
 
-        eng = make_engine(self.settings, kind)
+        eng = make_engine(self.settings, kind or self.settings.engine_kind)
         eng.lake = self.lake
         return eng

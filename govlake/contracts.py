@@ -1,25 +1,23 @@
-"""Dataset contracts: one YAML per dataset in schemas/datasets/, validated by our own JSON Schema.
+"""Dataset contracts: one YAML per dataset in schemas/datasets/, validated by schemas/_meta/contract.schema.json.
 
-Contracts are loaded into frozen, typed objects so that jobs never read raw YAML. A bad key is reported
-with its file and dotted path (as dbt does), plus a "did you mean" where one helps.
+Contracts are loaded into frozen, typed objects so that jobs never read raw YAML. The JSON Schema and these
+dataclasses are the two halves of one definition: govlake.declarations validates a file against the first and
+builds the second from it, so a bad key is reported with its file and dotted path (as dbt does), plus a
+"did you mean" where one helps, and there is no hand-written loader repeating the shape.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
-import yaml
-from jsonschema import Draft202012Validator
-
+from govlake.declarations import load, load_yaml
 from govlake.errors import ConfigError, RegistryError, did_you_mean
 
-SCHEMA_FILE = Path("_meta") / "contract.schema.json"
+_load_yaml = load_yaml  # older name, still imported by a few jobs
 
 
 @dataclass(frozen=True)
@@ -129,51 +127,29 @@ def normalize_header(h: str) -> str:
     return re.sub(r"\s+", "", h).lower()
 
 
-@lru_cache(maxsize=4)
-def _validator(schemas_dir: str) -> Draft202012Validator:
-    schema = json.loads((Path(schemas_dir) / SCHEMA_FILE).read_text(encoding="utf-8"))
-    return Draft202012Validator(schema)
-
-
-def _path_of(err: Any) -> str:
-    return ".".join(str(p) for p in err.absolute_path) or "(根)"
-
-
-def _load_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"YAML 语法错误：{exc}", where=str(path), hint="修正该文件的 YAML 格式") from None
-
-
 def load_contract(path: Path, schemas_dir: Path) -> Contract:
-    """Load and validate one contract file; raise ConfigError naming file and dotted path."""
-    doc = _load_yaml(path)
-    errors = sorted(_validator(str(schemas_dir)).iter_errors(doc), key=lambda e: list(e.absolute_path))
-    if errors:
-        err = errors[0]
-        hint = "对照 schemas/_meta/contract.schema.json 修改"
-        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
-            allowed = set(err.schema.get("properties", {}))
-            extra = [k for k in err.instance if k not in allowed]
-            if extra:
-                hint = did_you_mean(extra[0], allowed) or hint
-        raise ConfigError(f"数据集契约无效：{err.message}", where=f"{path} → {_path_of(err)}", hint=hint)
-    if doc["dataset"] != path.stem:
+    """Load one contract file: validated by schemas/_meta/contract.schema.json and built into a Contract by
+    the one declaration mechanism (govlake.declarations), then the checks a schema cannot express."""
+    c = load(Contract, path, "contract", schemas_dir, path=path)
+    _check_contract(c, path)
+    return c
+
+
+def _check_contract(c: Contract, path: Path) -> None:
+    """What JSON Schema cannot say: the file is named after the dataset, field names are unique, key and
+    order_by name fields, and no source header means two fields."""
+    if c.dataset != path.stem:
         raise ConfigError(
-            f"契约文件名与 dataset 不一致：{doc['dataset']}",
+            f"契约文件名与 dataset 不一致：{c.dataset}",
             where=str(path),
-            hint=f"将文件重命名为 {doc['dataset']}.yaml，或把 dataset 改为 {path.stem}",
+            hint=f"将文件重命名为 {c.dataset}.yaml，或把 dataset 改为 {path.stem}",
         )
-    fields = tuple(
-        Field(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in f.items()}) for f in doc["fields"]
-    )
-    names = [f.name for f in fields]
+    names = c.field_names
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise ConfigError(f"字段重复：{sorted(dupes)}", where=str(path), hint="每个字段名只能出现一次")
     for ref_kind in ("key", "order_by"):
-        for ref in doc.get(ref_kind, []):
+        for ref in getattr(c, ref_kind):
             if ref not in names:
                 raise ConfigError(
                     f"{ref_kind} 引用了不存在的字段 {ref}",
@@ -181,7 +157,7 @@ def load_contract(path: Path, schemas_dir: Path) -> Contract:
                     hint=did_you_mean(ref, names) or f"可用字段：{', '.join(names)}",
                 )
     seen: dict[str, str] = {}
-    for f in fields:
+    for f in c.fields:
         for h in f.headers:
             n = normalize_header(h)
             if n in seen and seen[n] != f.name:
@@ -191,21 +167,6 @@ def load_contract(path: Path, schemas_dir: Path) -> Contract:
                     hint="一个来源表头只能对应一个字段",
                 )
             seen[n] = f.name
-        if f.type == "decimal" and "scale" not in {k for k in doc["fields"][names.index(f.name)]}:
-            raise ConfigError("decimal 字段必须声明 scale", where=f"{path} → fields.{f.name}", hint="例如 scale: 2")
-    return Contract(
-        dataset=doc["dataset"],
-        version=doc["version"],
-        title=doc["title"],
-        owner=doc["owner"],
-        delivered_by=tuple(doc["delivered_by"]),
-        catalog=Catalog(**doc["catalog"]),
-        key=tuple(doc["key"]),
-        fields=fields,
-        order_by=tuple(doc.get("order_by", [])),
-        duties=tuple(doc.get("duties", [])),
-        path=path,
-    )
 
 
 @lru_cache(maxsize=4)

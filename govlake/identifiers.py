@@ -1,5 +1,9 @@
 """Chinese identifiers: GB 11643 citizen ID numbers and GB 32100 unified social credit codes (USCC).
 
+The one definition of the standards' constants (weights, alphabets, check characters, GB/T 2260 province
+prefixes) and of how departments spell dates, timestamps and booleans: the conform SQL (govlake/checks.py,
+jobs/conform/rules.py), the GX checks and the generator import them from here.
+
 Scalar helpers compute check characters and build single values; the vectorized functions build millions of
 values at once with numpy (ASCII byte matrices viewed as fixed-width strings, no Python loop per value).
 
@@ -24,6 +28,15 @@ USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 USCC_WEIGHTS = tuple(pow(3, i, 31) for i in range(17))
 ORG_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
+# Province-level prefixes of GB/T 2260 codes (the first two digits of an ID number or a division code).
+PROVINCES = "(1[1-5]|2[1-3]|3[1-7]|4[1-6]|5[0-4]|6[1-5]|71|8[1-3])"
+
+# How departments spell dates, timestamps and booleans; the conform SQL and GX's castable read the same lists.
+DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y年%m月%d日", "%Y.%m.%d", "%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S")
+TS_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M",
+              "%Y年%m月%d日 %H:%M:%S", "%Y年%m月%d日 %H时%M分%S秒")
+TRUE_WORDS = ("是", "Y", "YES", "TRUE", "T", "1", "有")
+FALSE_WORDS = ("否", "N", "NO", "FALSE", "F", "0", "无")
 
 # Registration authority (1st char) and entity type (2nd char) of a USCC (GB 32100 appendix A).
 USCC_TYPES = {

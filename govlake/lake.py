@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,105 @@ def writer_properties(private: Iterable[str] = ()) -> WriterProperties:
     appear neither in Parquet footers (min/max) nor in the Delta log's ``stats``."""
     cols = {c: ColumnProperties(statistics_enabled="NONE") for c in private}
     return WriterProperties(max_row_group_size=ROW_GROUP_ROWS, column_properties=cols or None)
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A Parquet file an engine wrote for a table and that no Delta version references yet: what its add
+    action needs. ``path`` is relative to the table root, as in the Delta log."""
+
+    path: str
+    size: int
+    rows: int
+    stats: str  # Delta file statistics (JSON)
+    mtime: int  # milliseconds since the epoch
+
+
+class FileStats:
+    """Delta file statistics of one Parquet file, accumulated batch by batch: row and null counts only
+    (min/max stay in the Parquet footers, so no reader skips a file on a wrong bound)."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.rows = 0
+        self.nulls: dict[str, int] = {}
+
+    def update(self, batch: pa.RecordBatch) -> None:
+        self.rows += batch.num_rows
+        for f, col in zip(self.schema, batch.columns):
+            if not pa.types.is_nested(f.type):
+                self.nulls[f.name] = self.nulls.get(f.name, 0) + col.null_count
+
+    def json(self) -> str:
+        return json.dumps({"numRecords": self.rows, "nullCount": self.nulls})
+
+
+def cast_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with the types of ``schema`` (same columns, same order)."""
+    if batch.schema.equals(schema):
+        return batch
+    cols = [batch.column(i).cast(f.type) for i, f in enumerate(schema)]
+    return pa.RecordBatch.from_arrays(cols, schema=schema)
+
+
+def delta_types(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with the types Delta stores: a zoned timestamp is UTC-adjusted whatever the zone's name
+    (DuckDB hands out ``Etc/UTC``, which delta-rs' schema conversion refuses)."""
+    def fix(f: pa.Field) -> pa.Field:
+        t = f.type
+        if pa.types.is_timestamp(t) and t.tz is not None and t.tz != "UTC":
+            return f.with_type(pa.timestamp(t.unit, tz="UTC"))
+        return f
+    return pa.schema([fix(f) for f in schema], metadata=schema.metadata)
+
+
+def write_data_file(fs: "pafs.FileSystem", root: str, rel: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema,
+                    private: Iterable[str] = ()) -> DataFile | None:
+    """Write ``batches`` as the Parquet file ``root/rel`` with the lake's layout, the one delta-rs gets from
+    :func:`writer_properties`: row groups of ``ROW_GROUP_ROWS``, snappy, no statistics for ``private``
+    columns. Runs wherever the rows are (this process, a Spark executor); returns None, leaving no file,
+    when no row came. Small incoming batches are gathered into full row groups."""
+    import pyarrow.parquet as pq
+
+    hidden = set(private)
+    stats_cols = [f.name for f in schema if f.name not in hidden]
+    path = f"{root}/{rel}" if root else rel
+    stats = FileStats(schema)
+    writer: pq.ParquetWriter | None = None
+    pending: list[pa.RecordBatch] = []
+
+    def flush(final: bool) -> None:
+        nonlocal writer, pending
+        table = pa.Table.from_batches(pending, schema=schema)
+        cut = table.num_rows if final else table.num_rows - table.num_rows % ROW_GROUP_ROWS
+        if writer is None:
+            writer = pq.ParquetWriter(path, schema, filesystem=fs, compression="snappy",
+                                      write_statistics=stats_cols or False)
+        writer.write_table(table.slice(0, cut), row_group_size=ROW_GROUP_ROWS)
+        pending = table.slice(cut).to_batches()
+
+    try:
+        for b in batches:
+            if not b.num_rows:
+                continue
+            b = cast_batch(b, schema)
+            stats.update(b)
+            pending.append(b)
+            if sum(p.num_rows for p in pending) >= ROW_GROUP_ROWS:
+                flush(final=False)
+        if any(p.num_rows for p in pending):
+            flush(final=True)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+            fs.delete_file(path)
+        raise
+    if writer is None:
+        return None
+    writer.close()
+    info = fs.get_file_info(path)
+    mtime = info.mtime.timestamp() if info.mtime is not None else time.time()
+    return DataFile(rel, info.size, stats.rows, stats.json(), int(mtime * 1000))
 
 
 def refuse_conflicts(write: Any) -> Any:
@@ -87,6 +187,13 @@ class Lake:
 
         probe_object_store(self.root, self.settings.storage_options)
         self._reachable = True
+
+    @property
+    def local(self) -> bool:
+        """A lake on the local filesystem: engines may write data files into its table directories and
+        read them with their own Parquet readers. Object-store tables are written by delta-rs and read
+        through its Arrow datasets (no engine here has offline S3 support: no httpfs, no hadoop-aws)."""
+        return self.settings.is_local
 
     # -- addressing -----------------------------------------------------------------------
     def uri(self, layer: str, name: str) -> str:
@@ -150,6 +257,13 @@ class Lake:
         if not any(_has_view_types(frag) for frag in ds.get_fragments()):
             return ds
         return PlainTypedSource(ds)
+
+    def data_files_target(self, layer: str, name: str) -> tuple["pafs.FileSystem", str]:
+        """Where an engine writes a local table's data files: a filesystem and the table directory in it."""
+        assert self.local, "engine-written data files go to local lakes only (object stores: delta-rs writes)"
+        root = os.path.abspath(self.uri(layer, name))
+        os.makedirs(root, exist_ok=True)
+        return pafs.LocalFileSystem(), root
 
     def _native_fs(self, table_uri: str) -> "pafs.FileSystem":
         import pyarrow.fs as pafs
@@ -276,17 +390,12 @@ class Lake:
     def commit_files(self, layer: str, name: str, rel_paths: list[str], *, mode: str = "append",
                      commit: CommitProperties | None = None, description: str | None = None) -> None:
         """Commit Parquet files already written inside the table directory (by an engine's parallel writers)
-        as one Delta transaction. ``mode="overwrite"`` replaces every current file atomically.
-
-        Stats carry row and null counts only: min/max are left to the Parquet footers, so a reader can never
-        skip a file on a wrong bound.
-        """
+        as one Delta transaction. ``mode="overwrite"`` replaces every current file atomically. Statistics
+        come from the files' footers (row and null counts, as :class:`FileStats`)."""
         import pyarrow.parquet as pq
-        from deltalake import Schema
-        from deltalake.transaction import AddAction, create_table_with_add_actions
 
         root = self.uri(layer, name)
-        adds: list[AddAction] = []
+        files: list[DataFile] = []
         schema: pa.Schema | None = None
         for rel in rel_paths:
             full = f"{root}/{rel}"
@@ -302,15 +411,36 @@ class Lake:
                     nulls[col.path_in_schema] = nulls.get(col.path_in_schema, 0) + col.statistics.null_count
             st = os.stat(full)
             stats = json.dumps({"numRecords": meta.num_rows, "nullCount": nulls})
-            adds.append(AddAction(rel, st.st_size, {}, int(st.st_mtime * 1000), True, stats))
+            files.append(DataFile(rel, st.st_size, meta.num_rows, stats, int(st.st_mtime * 1000)))
         assert schema is not None, "commit_files needs at least one file"
+        self.commit_data_files(layer, name, files, schema, mode=mode, commit=commit, description=description)
+
+    @refuse_conflicts
+    def commit_data_files(self, layer: str, name: str, files: Sequence[DataFile], schema: pa.Schema, *,
+                          mode: str = "append", remove: Sequence[str] = (), commit: CommitProperties | None = None,
+                          description: str | None = None) -> None:
+        """Commit data files an engine wrote inside the table directory as one Delta transaction, dropping
+        the current files ``remove`` (paths as in the log: a copy-on-write rewrite) in the same commit.
+        The only place where Delta actions are built by hand: engines hand over files, never actions."""
+        from deltalake import Schema
+        from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
+
+        adds = [AddAction(f.path, f.size, {}, f.mtime, True, f.stats) for f in files]
         dt = self.table(layer, name)
         if dt is None:
-            create_table_with_add_actions(root, Schema.from_arrow(schema), adds, mode="error", description=description,
-                                          storage_options=self.storage_options, commit_properties=commit)
-        else:
-            dt.create_write_transaction(adds, mode=mode, schema=Schema.from_arrow(schema), commit_properties=commit)
-            dt.update_incremental()  # the cached handle must see its own commit before the next write
+            create_table_with_add_actions(self.uri(layer, name), Schema.from_arrow(schema), adds, mode="error",
+                                          description=description, storage_options=self.storage_options,
+                                          commit_properties=commit)
+            return
+        removes: list[RemoveAction] = []
+        if remove:
+            sizes = {a["path"]: a["size_bytes"] for a in
+                     pa.table(dt.get_add_actions(flatten=True)).select(["path", "size_bytes"]).to_pylist()}
+            now = int(time.time() * 1000)
+            removes = [RemoveAction(p, True, now, sizes.get(p), {}) for p in remove]
+        dt.create_write_transaction([*removes, *adds], mode=mode, schema=Schema.from_arrow(schema),
+                                    commit_properties=commit)
+        dt.update_incremental()  # the cached handle must see its own commit before the next write
 
     @refuse_conflicts
     def merge(self, layer: str, name: str, source: Any, keys: Iterable[str], *, update_if: str | None = None,
@@ -326,6 +456,28 @@ class Lake:
             .when_not_matched_insert_all()
             .execute()
         )
+
+    @refuse_conflicts
+    def update_matched(self, layer: str, name: str, source: Any, keys: Iterable[str], assignments: dict[str, str], *,
+                       commit: CommitProperties | None = None, private: Iterable[str] = ()) -> dict[str, Any]:
+        """Set columns of the rows that match ``source`` on ``keys``; ``assignments``: column -> SQL over the
+        target ``t`` and the source ``s``. Unmatched source rows are ignored."""
+        dt = self.table(layer, name)
+        assert dt is not None
+        on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
+        return (
+            dt.merge(source, predicate=on, source_alias="s", target_alias="t", commit_properties=commit,
+                     writer_properties=writer_properties(private))
+            .when_matched_update(assignments)
+            .execute()
+        )
+
+    @refuse_conflicts
+    def delete(self, layer: str, name: str, predicate: str, *, commit: CommitProperties | None = None) -> None:
+        """Delete the rows matching ``predicate`` in one transaction; nothing when the table does not exist."""
+        dt = self.table(layer, name)
+        if dt is not None:
+            dt.delete(predicate, writer_properties=writer_properties(), commit_properties=commit)
 
 
 _VIEW_TYPED: dict[str, bool] = {}  # file path -> written with view types (Delta data files never change)

@@ -2,7 +2,8 @@
 
 Each job run emits START, then COMPLETE or FAIL, with its inputs and outputs named by their Delta table
 URIs (namespace ``file`` + absolute path for a local lake, ``s3://bucket`` + key for object storage), the
-``schema`` and ``columnLineage`` facets (from the same declarations as gold.lineage_edges),
+``schema`` and ``columnLineage`` facets (from the declared graph, govlake/lineage_graph.py, that
+gold.lineage_edges also holds),
 ``dataQualityAssertions`` (from the validation record) and ``outputStatistics``.
 
 Transport, in order: ``GOVLAKE_LINEAGE=off`` disables; ``OPENLINEAGE_URL`` (or ``OPENLINEAGE_CONFIG``) uses
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from govlake.redaction import scrub
+from govlake.tables import LAYERS
 
 PRODUCER = "https://github.com/govlake/govlake"
 SUBTYPES = {"IDENTITY": "IDENTITY", "TRANSFORMED": "TRANSFORMATION", "MASKED": "TRANSFORMATION", "AGGREGATED": "AGGREGATION"}
@@ -48,17 +50,18 @@ class LineageEmitter:
 
     @cached_property
     def client(self):
-        if os.environ.get("GOVLAKE_LINEAGE", "").lower() in ("off", "0", "false"):
-            return None
+        """The transport ``Settings.lineage`` chose: off, OpenLineage's own configuration (``OPENLINEAGE_URL``
+        or ``OPENLINEAGE_CONFIG``, read by its client), or a file in a local lake."""
+        transport = self.ctx.settings.lineage
+        if transport == "off" or (transport == "file" and not self.ctx.settings.is_local):
+            return None  # an object-store lake has nothing local to append to
         try:
             from openlineage.client import OpenLineageClient
             from openlineage.client.transport.file import FileConfig, FileTransport
         except ImportError:  # the lineage extra is not installed
             return None
-        if os.environ.get("OPENLINEAGE_URL") or os.environ.get("OPENLINEAGE_CONFIG"):
+        if transport == "openlineage":
             return OpenLineageClient()
-        if not self.ctx.settings.is_local:
-            return None  # object-store lakes send events over HTTP (OPENLINEAGE_URL); nothing local to append to
         path = self.events_path
         path.parent.mkdir(parents=True, exist_ok=True)
         return OpenLineageClient(transport=FileTransport(FileConfig(log_file_path=str(path), append=True)))
@@ -69,7 +72,7 @@ class LineageEmitter:
 
     @cached_property
     def edges(self) -> list:
-        from govlake.jobs.governance.lineage import all_edges
+        from govlake.lineage_graph import all_edges  # the contracts and models are parsed only when needed
 
         return all_edges(self.ctx)
 
@@ -145,7 +148,7 @@ class LineageRun:
     def _schema_facet(self, layer: str, name: str):
         from openlineage.client.facet_v2 import schema_dataset
 
-        schema = self.emitter.ctx.lake.arrow_schema(layer, name) if layer in ("bronze", "silver", "quarantine", "gold", "meta") else None
+        schema = self.emitter.ctx.lake.arrow_schema(layer, name) if layer in LAYERS else None
         if schema is None:
             return None
         fields = [schema_dataset.SchemaDatasetFacetFields(name=f.name, type=str(f.type)) for f in schema]
@@ -264,7 +267,7 @@ def _version(dist: str) -> str:
 
 
 def column_map(edges, layer: str, table: str) -> dict[str, list[tuple[str, str, str, str]]]:
-    """Output column -> its input columns, from the lineage edges (jobs/governance/lineage.py) of one target table."""
+    """Output column -> its input columns, from the lineage edges (govlake/lineage_graph.py) of one target table."""
     out: dict[str, list[tuple[str, str, str, str]]] = {}
     target = f"{layer}.{table}"
     for e in edges:

@@ -39,12 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from govlake.errors import PipelineError
+from govlake.tables import SQL_AUDIT
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "_locks/writer.lock"
-DEFAULT_TIMEOUT = 600.0  # seconds a writer waits for another one before giving up
-DEFAULT_TTL = 60.0  # seconds an S3 lease survives without a heartbeat
 PROGRESS_EVERY = 10.0  # seconds between "still waiting" messages
 
 # Temporary names writers use before an atomic rename: object_store's local staging files
@@ -54,26 +53,6 @@ TEMP_FILE = re.compile(r"(#\d+|^_commit_[0-9a-fA-F-]+\.json\.tmp)$")
 
 class LakeBusy(PipelineError):
     """Another govlake process kept the lake's writer lock longer than this one was willing to wait."""
-
-
-def _env_seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        from govlake.errors import ConfigError
-
-        raise ConfigError(f"环境变量 {name} 应为秒数，实际为 “{raw}”", hint=f"例如 {name}={int(default)}") from None
-
-
-def lock_timeout() -> float:
-    return _env_seconds("GOVLAKE_LOCK_TIMEOUT", DEFAULT_TIMEOUT)
-
-
-def lease_ttl() -> float:
-    return _env_seconds("GOVLAKE_LOCK_TTL", DEFAULT_TTL)
 
 
 @dataclass
@@ -144,11 +123,11 @@ class _LocalLock:
 class _S3Lease:
     """A lease object: created only if absent, renewed only if still ours, broken only once expired."""
 
-    def __init__(self, root: str, storage_options: dict[str, str]) -> None:
+    def __init__(self, root: str, storage_options: dict[str, str], ttl: float) -> None:
         self.bucket, _, prefix = root.split("://", 1)[1].partition("/")
         self.key = f"{prefix.strip('/')}/{LOCK_NAME}".lstrip("/")
         self.s3 = s3_client(storage_options)
-        self.ttl = lease_ttl()
+        self.ttl = ttl
         self.etag: str | None = None
         self.lost = False
         self._stop = threading.Event()
@@ -334,8 +313,10 @@ def writer_lock(lake: Any, job: str, timeout: float | None = None,
             with _held_guard:
                 entry[1] -= 1
         return
-    backend = _LocalLock(lake.root) if lake.settings.is_local else _S3Lease(lake.root, lake.settings.storage_options)
-    acquired_at = _acquire(backend, Holder(job=job), lock_timeout() if timeout is None else timeout, on_wait or _stderr)
+    settings = lake.settings  # GOVLAKE_LOCK_TIMEOUT / GOVLAKE_LOCK_TTL, resolved in govlake.project
+    backend = _LocalLock(lake.root) if settings.is_local else _S3Lease(lake.root, settings.storage_options, settings.lock_ttl)
+    wait = settings.lock_timeout if timeout is None else timeout
+    acquired_at = _acquire(backend, Holder(job=job), wait, on_wait or _stderr, settings.lock_ttl)
     with _held_guard:
         _held[key] = [backend, 1]
     try:
@@ -361,7 +342,7 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _acquire(backend: Any, holder: Holder, timeout: float, on_wait: Callable[[str], None]) -> float:
+def _acquire(backend: Any, holder: Holder, timeout: float, on_wait: Callable[[str], None], ttl: float) -> float:
     """Poll until acquired; returns the wall-clock time of acquisition (files older than it are orphans)."""
     started = time.monotonic()
     next_report = 0.0
@@ -379,7 +360,7 @@ def _acquire(backend: Any, holder: Holder, timeout: float, on_wait: Callable[[st
                 where=backend.where,
                 hint="等该进程结束后重试，或设置环境变量 GOVLAKE_LOCK_TIMEOUT（秒）延长等待。本地湖的锁在持有进程退出"
                      "（包括被强制终止）时自动释放；对象存储湖的租约在持有进程停止续约后 "
-                     f"{lease_ttl():.0f} 秒失效，之后可被接管",
+                     f"{ttl:.0f} 秒失效，之后可被接管",
             )
         if waited >= next_report:
             on_wait(f"另一个 govlake 进程正在写入该湖（{backend.current_holder()}），等待其完成…"
@@ -396,12 +377,17 @@ def sweep_orphans(root: Path, older_than: float) -> list[str]:
     :data:`TEMP_FILE` that was last modified before the lock was acquired is an orphan (a Delta version
     never references such a name; committed files are renamed away from it). Returns the removed paths,
     relative to the lake."""
+    # The SQL audit is appended by read-only sessions, which do not take the writer lock (a query must not
+    # wait for a run): its temp files may belong to a live write.
+    unlocked = root / SQL_AUDIT.layer / SQL_AUDIT.name
     removed: list[str] = []
     for layer in ("bronze", "silver", "quarantine", "gold", "meta"):
         base = root / layer
         if not base.is_dir():
             continue
         for dirpath, _dirs, files in os.walk(base):
+            if Path(dirpath) == unlocked or unlocked in Path(dirpath).parents:
+                continue
             for name in files:
                 if not TEMP_FILE.search(name):
                     continue

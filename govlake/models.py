@@ -7,17 +7,15 @@ engine's dialect, so one model runs on DuckDB and Spark.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 import sqlglot
 from sqlglot import exp
-from jsonschema import Draft202012Validator
 
-from govlake.contracts import _load_yaml
+from govlake.declarations import load
 from govlake.errors import ConfigError, RegistryError, did_you_mean
 
 
@@ -25,7 +23,7 @@ from govlake.errors import ConfigError, RegistryError, did_you_mean
 class Column:
     name: str
     description: str
-    sources: tuple[str, ...] = ()
+    sources: tuple[str, ...] = field(default=(), metadata={"key": "from"})  # column lineage: layer.table.column
 
 
 @dataclass(frozen=True)
@@ -35,10 +33,10 @@ class GoldModel:
     kind: str
     description: str
     sources: tuple[str, ...]
-    key: tuple[str, ...]
     columns: tuple[Column, ...]
     sql: str
     path: Path
+    key: tuple[str, ...] = ()
     base: str | None = None
     theme: str | None = None
 
@@ -76,26 +74,14 @@ def _referenced(sql: str, path: Path) -> set[str]:
 @lru_cache(maxsize=4)
 def _load(schemas_dir: str) -> dict[str, GoldModel]:
     base = Path(schemas_dir)
-    validator = Draft202012Validator(json.loads((base / "_meta" / "gold.schema.json").read_text(encoding="utf-8")))
     models: dict[str, GoldModel] = {}
     for path in sorted((base / "gold").glob("*.yaml")):
-        doc = _load_yaml(path)
-        errs = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
-        if errs:
-            where = ".".join(str(p) for p in errs[0].absolute_path) or "(根)"
-            raise ConfigError(f"金层模型无效：{errs[0].message}", where=f"{path} → {where}",
-                              hint="对照 schemas/_meta/gold.schema.json 修改")
-        refs = _referenced(doc["sql"], path)
-        undeclared = refs - set(doc["sources"])
+        m = load(GoldModel, path, "gold", base, path=path)
+        undeclared = _referenced(m.sql, path) - set(m.sources)
         if undeclared:
             raise ConfigError(f"SQL 引用了未在 sources 中声明的表：{sorted(undeclared)}", where=f"{path} → sources",
                               hint="把这些表加入 sources，血缘与调度依赖由 sources 决定")
-        models[doc["table"]] = GoldModel(
-            table=doc["table"], title=doc["title"], kind=doc["kind"], description=doc["description"],
-            sources=tuple(doc["sources"]), key=tuple(doc.get("key", [])),
-            columns=tuple(Column(c["name"], c["description"], tuple(c.get("from", []))) for c in doc["columns"]),
-            sql=doc["sql"], path=path, base=doc.get("base"), theme=doc.get("theme"),
-        )
+        models[m.table] = m
     return models
 
 

@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from govlake.status import GoldStatus
+
 console = Console()
 
 
@@ -52,7 +54,8 @@ def print_run_report(report) -> None:
     g.add_column("状态")
     g.add_column("行数", justify="right")
     g.add_column("说明")
-    labels = {"built": "已更新", "unchanged": "无变化", "waiting": "等待上游", "blocked": "未通过校验（保留上一版本）"}
+    labels = {GoldStatus.BUILT: "已更新", GoldStatus.UNCHANGED: "无变化", GoldStatus.WAITING: "等待上游",
+              GoldStatus.BLOCKED: "未通过校验（保留上一版本）"}
     for r in report.gold:
-        g.add_row(f"gold.{r.table}", labels.get(r.status, r.status), f"{r.rows:,}" if r.status == "built" else "", r.message)
+        g.add_row(f"gold.{r.table}", labels.get(r.status, r.status), f"{r.rows:,}" if r.status == GoldStatus.BUILT else "", r.message)
     console.print(g)

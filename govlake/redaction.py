@@ -64,3 +64,11 @@ def scrub(text: str) -> str:
     return _WORDS.sub(lambda m: m.group() if m.group() in words else "…", text)
 
 
+_ID_RUN = re.compile(r"\d{9,}[\dXx]?")
+
+
+def mask_ids(name: str) -> str:
+    """A file name or message as stored outside bronze: runs of 9+ digits (an ID number, a phone, a bank
+    card) masked. Shorter runs stay: the delivery date (8) and region codes (6) are how a steward finds a
+    delivery (``hukou_population__440106__20261201__01.csv``)."""
+    return _ID_RUN.sub(lambda m: "#" * len(m.group()), name)

@@ -1,8 +1,10 @@
 """The governance registries in catalog/: the 1+11+N nodes, the code lists (GB/T 2260 and others) and the
 shared data items with their authoritative source (一数一源).
 
-Registries are cross-checked against the contracts when loaded, so a contract naming an unknown node or
-code list fails at load time with the file that is wrong, not in the middle of a run.
+Each registry file is validated by its JSON Schema (schemas/_meta/<kind>.schema.json) and built into these
+dataclasses by govlake.declarations, the mechanism contracts and gold models use. The registries are then
+cross-checked against the contracts, so a contract naming an unknown node or code list fails at load time
+with the file that is wrong, not in the middle of a run.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-
-import yaml
+from typing import Any
 
 from govlake.contracts import Contract, load_contracts
+from govlake.declarations import build, load, read
 from govlake.errors import ConfigError, RegistryError, did_you_mean
 
 DISTRICTS_TOKEN = "districts"
@@ -23,8 +25,9 @@ DISTRICTS_TOKEN = "districts"
 class Node:
     code: str
     name: str
-    kind: str  # center | district | department
+    kind: str  # center | district | department: the section of nodes.yaml it is listed in
     district: str | None = None
+    short: str | None = None
 
     @property
     def label(self) -> str:
@@ -77,6 +80,15 @@ class DataItem:
     authority_by_key_prefix: tuple[tuple[str, str], ...] = ()
     authority_default: str | None = None
 
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "DataItem":
+        """``authority`` is a node code, or ``{by_key_prefix: {prefix: node}, default: node}``."""
+        auth = raw.get("authority")
+        if not isinstance(auth, dict):
+            return build(cls, raw)
+        prefixes = tuple((str(k), str(v)) for k, v in (auth.get("by_key_prefix") or {}).items())
+        return build(cls, raw, authority=None, authority_by_key_prefix=prefixes, authority_default=auth.get("default"))
+
     @property
     def has_authority(self) -> bool:
         return bool(self.authority or self.authority_default)
@@ -101,12 +113,30 @@ class Duty:
 
 
 @dataclass(frozen=True)
+class City:
+    """The city this deployment serves (``city:`` in nodes.yaml): a registry setting, so that the district
+    standardization, the district check and the generator name no city in code."""
+
+    code: str  # GB/T 2260, e.g. 440100
+    name: str  # as written in addresses, e.g. 广州市
+    districts: str  # the code list of its district-level divisions, e.g. gb2260_guangzhou
+
+
+@dataclass(frozen=True)
 class Registry:
     nodes: dict[str, Node]
     code_lists: dict[str, CodeList]
     contracts: dict[str, Contract]
     data_items: dict[str, DataItem] = field(default_factory=dict)
     duties: dict[str, Duty] = field(default_factory=dict)
+    city: City | None = None
+
+    @property
+    def district_codes(self) -> CodeList:
+        """The code list of the city's districts (GB/T 2260), as nodes.yaml's ``city.districts`` names it."""
+        if self.city is None:
+            raise RegistryError("登记表未设置所服务的城市", hint="在 catalog/nodes.yaml 中设置 city（code、name、districts）")
+        return self.code_list(self.city.districts)
 
     def duty_nodes(self, duty: Duty) -> list[str]:
         return [n.code for n in self.districts] if duty.node == DISTRICTS_TOKEN else [duty.node]
@@ -143,45 +173,40 @@ class Registry:
         return self.code_lists[name]
 
 
-def _read(path: Path) -> dict:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"无法读取登记表：{exc}", where=str(path)) from None
+NODE_SECTIONS = (("center", "center"), ("districts", "district"), ("departments", "department"))
 
 
-def _load_nodes(path: Path) -> dict[str, Node]:
-    doc = _read(path)
+def _load_nodes(path: Path, schemas_dir: Path) -> dict[str, Node]:
+    doc = read(path, "nodes", schemas_dir)
     nodes: dict[str, Node] = {}
-    for section, kind in (("center", "center"), ("districts", "district"), ("departments", "department")):
-        for i, raw in enumerate(doc.get(section) or []):
-            if not isinstance(raw, dict) or "code" not in raw or "name" not in raw:
-                raise ConfigError("节点必须有 code 与 name", where=f"{path} → {section}.{i}")
-            code = str(raw["code"])
-            if code in nodes:
-                raise ConfigError(f"节点代码重复：{code}", where=f"{path} → {section}.{i}")
-            nodes[code] = Node(code=code, name=raw["name"], kind=kind, district=raw.get("district"))
+    for section, kind in NODE_SECTIONS:
+        for i, raw in enumerate(doc[section]):
+            node = build(Node, raw, kind=kind)
+            if node.code in nodes:
+                raise ConfigError(f"节点代码重复：{node.code}", where=f"{path} → {section}.{i}.code",
+                                  hint="每个节点代码只能登记一次")
+            nodes[node.code] = node
     return nodes
 
 
-def _load_code_lists(folder: Path) -> dict[str, CodeList]:
+def _load_code_lists(folder: Path, schemas_dir: Path) -> dict[str, CodeList]:
     out: dict[str, CodeList] = {}
     for path in sorted(folder.glob("*.yaml")):
-        doc = _read(path)
-        codes = tuple(
-            Code(code=str(c["code"]), label=str(c["label"]), aliases=tuple(str(a) for a in c.get("aliases", [])))
-            for c in doc.get("codes", [])
-        )
-        out[doc.get("name", path.stem)] = CodeList(name=doc.get("name", path.stem), title=doc.get("title", ""), codes=codes)
+        cl = load(CodeList, path, "codes", schemas_dir)
+        if cl.name != path.stem:
+            raise ConfigError(f"代码表文件名与 name 不一致：{cl.name}", where=f"{path} → name",
+                              hint=f"将文件重命名为 {cl.name}.yaml，或把 name 改为 {path.stem}")
+        out[cl.name] = cl
     return out
 
 
 @lru_cache(maxsize=4)
 def _load_registry(catalog_dir: str, schemas_dir: str) -> Registry:
-    cat = Path(catalog_dir)
-    nodes = _load_nodes(cat / "nodes.yaml")
-    code_lists = _load_code_lists(cat / "codes")
-    contracts = load_contracts(Path(schemas_dir))
+    cat, schemas = Path(catalog_dir), Path(schemas_dir)
+    nodes = _load_nodes(cat / "nodes.yaml", schemas)
+    code_lists = _load_code_lists(cat / "codes", schemas)
+    city = _load_city(cat / "nodes.yaml", schemas, code_lists)
+    contracts = load_contracts(schemas)
     for c in contracts.values():
         where = str(c.path)
         for code in (c.owner, *c.delivered_by):
@@ -196,29 +221,35 @@ def _load_registry(catalog_dir: str, schemas_dir: str) -> Registry:
                     where=f"{where} → fields.{f.name}.codes",
                     hint=did_you_mean(f.codes, set(code_lists)) or "在 catalog/codes/ 下新增代码表",
                 )
-    items = _load_data_items(cat / "data_items.yaml", nodes, contracts)
-    duties = _load_duties(cat / "duties.yaml", nodes, contracts)
-    return Registry(nodes=nodes, code_lists=code_lists, contracts=contracts, data_items=items, duties=duties)
+    items = _load_data_items(cat / "data_items.yaml", schemas, nodes, contracts)
+    duties = _load_duties(cat / "duties.yaml", schemas, nodes, contracts)
+    return Registry(nodes=nodes, code_lists=code_lists, contracts=contracts, data_items=items, duties=duties, city=city)
 
 
-def _load_duties(path: Path, nodes: dict[str, Node], contracts: dict[str, Contract]) -> dict[str, Duty]:
+def _load_city(path: Path, schemas_dir: Path, code_lists: dict[str, CodeList]) -> City:
+    city = build(City, read(path, "nodes", schemas_dir)["city"])
+    if city.districts not in code_lists:
+        raise ConfigError(f"city.districts 引用了不存在的代码表 {city.districts}", where=f"{path} → city.districts",
+                          hint=did_you_mean(city.districts, set(code_lists)) or "在 catalog/codes/ 下新增该城市的区划代码表")
+    return city
+
+
+def _load_duties(path: Path, schemas_dir: Path, nodes: dict[str, Node],
+                 contracts: dict[str, Contract]) -> dict[str, Duty]:
     """Duties by id; a contract naming an unknown duty, or a duty of an unknown node, fails at load time.
     Datasets a duty produces but nobody catalogued are allowed: that is a 缺位 finding, not a typo."""
     if not path.exists():
         return {}
     out: dict[str, Duty] = {}
-    for i, raw in enumerate(_read(path).get("duties") or []):
+    for i, raw in enumerate(read(path, "duties", schemas_dir)["duties"]):
         where = f"{path} → duties.{i}"
-        missing = {"id", "node", "title"} - set(raw)
-        if missing:
-            raise ConfigError(f"职责缺少 {sorted(missing)}", where=where, hint="每项职责需要 id、node、title")
-        node = str(raw["node"])
-        if node != DISTRICTS_TOKEN and node not in nodes:
-            raise ConfigError(f"职责 {raw['id']} 的节点 {node} 未登记", where=where, hint=did_you_mean(node, set(nodes)))
-        if raw["id"] in out:
-            raise ConfigError(f"职责 id 重复：{raw['id']}", where=where)
-        out[raw["id"]] = Duty(raw["id"], node, raw["title"], raw.get("basis", ""),
-                              tuple(raw.get("produces") or ()), tuple(raw.get("requires") or ()))
+        duty = build(Duty, raw)
+        if duty.node != DISTRICTS_TOKEN and duty.node not in nodes:
+            raise ConfigError(f"职责 {duty.id} 的节点 {duty.node} 未登记", where=f"{where}.node",
+                              hint=did_you_mean(duty.node, set(nodes)) or "先在 catalog/nodes.yaml 登记该节点")
+        if duty.id in out:
+            raise ConfigError(f"职责 id 重复：{duty.id}", where=f"{where}.id", hint="每项职责的 id 只能出现一次")
+        out[duty.id] = duty
     for c in contracts.values():
         for d in c.duties:
             if out and d not in out:
@@ -227,41 +258,35 @@ def _load_duties(path: Path, nodes: dict[str, Node], contracts: dict[str, Contra
     return out
 
 
-def _load_data_items(path: Path, nodes: dict[str, Node], contracts: dict[str, Contract]) -> dict[str, DataItem]:
+def _load_data_items(path: Path, schemas_dir: Path, nodes: dict[str, Node],
+                     contracts: dict[str, Contract]) -> dict[str, DataItem]:
     if not path.exists():
         return {}
-    doc = _read(path)
-    subjects = doc.get("subjects") or {}
+    doc = read(path, "data_items", schemas_dir)
+    subjects = doc["subjects"]
     out: dict[str, DataItem] = {}
-    for i, raw in enumerate(doc.get("items") or []):
+    for i, raw in enumerate(doc["items"]):
         where = f"{path} → items.{i}"
-        missing = {"item", "title", "subject", "sources"} - set(raw)
-        if missing:
-            raise ConfigError(f"数据项缺少 {sorted(missing)}", where=where)
-        if raw["subject"] not in subjects:
-            raise ConfigError(f"未知主体 {raw['subject']}", where=where, hint=did_you_mean(raw["subject"], set(subjects)))
-        sources = []
-        for j, src in enumerate(raw["sources"]):
-            ds = src.get("dataset")
-            if ds not in contracts:
-                raise ConfigError(f"未知数据集 {ds}", where=f"{where}.sources.{j}", hint=did_you_mean(str(ds), set(contracts)))
-            names = contracts[ds].field_names
+        item = DataItem.from_dict(raw)
+        if item.subject not in subjects:
+            raise ConfigError(f"未知主体 {item.subject}", where=f"{where}.subject",
+                              hint=did_you_mean(item.subject, set(subjects)) or f"在 subjects 中登记：{', '.join(subjects)}")
+        for j, src in enumerate(item.sources):
+            if src.dataset not in contracts:
+                raise ConfigError(f"未知数据集 {src.dataset}", where=f"{where}.sources.{j}.dataset",
+                                  hint=did_you_mean(src.dataset, set(contracts)))
+            names = contracts[src.dataset].field_names
             for k in ("key", "field"):
-                if src.get(k) not in names:
-                    raise ConfigError(f"数据集 {ds} 没有字段 {src.get(k)}", where=f"{where}.sources.{j}.{k}",
-                                      hint=did_you_mean(str(src.get(k)), names))
-            sources.append(ItemSource(ds, src["key"], src["field"]))
-        auth = raw.get("authority")
-        by_prefix: tuple[tuple[str, str], ...] = ()
-        default = None
-        if isinstance(auth, dict):
-            by_prefix = tuple((str(k), str(v)) for k, v in (auth.get("by_key_prefix") or {}).items())
-            default, auth = auth.get("default"), None
-        for code in [auth, default, *(v for _, v in by_prefix)]:
+                if getattr(src, k) not in names:
+                    raise ConfigError(f"数据集 {src.dataset} 没有字段 {getattr(src, k)}", where=f"{where}.sources.{j}.{k}",
+                                      hint=did_you_mean(getattr(src, k), names))
+        for code in [item.authority, item.authority_default, *(v for _, v in item.authority_by_key_prefix)]:
             if code is not None and code not in nodes:
-                raise ConfigError(f"权威来源 {code} 不是已登记的节点", where=f"{where}.authority", hint=did_you_mean(code, set(nodes)))
-        out[raw["item"]] = DataItem(raw["item"], raw["title"], raw["subject"], tuple(sources), raw.get("basis", ""),
-                                    auth, by_prefix, default)
+                raise ConfigError(f"权威来源 {code} 不是已登记的节点", where=f"{where}.authority",
+                                  hint=did_you_mean(code, set(nodes)) or "先在 catalog/nodes.yaml 登记该节点")
+        if item.item in out:
+            raise ConfigError(f"数据项重复：{item.item}", where=f"{where}.item", hint="每个数据项只能登记一次")
+        out[item.item] = item
     return out
 
 

@@ -1,8 +1,12 @@
-"""Run everything pending: conform every dataset with new bronze batches, rebuild affected gold, compare the
-sources of shared data items (多源校核) and score the run's quality.
+"""Run everything pending: walk the plan (``govlake.jobs.plan``) from conform on, in process. That is
+conform every dataset with new bronze batches (referenced datasets first), rebuild affected gold, compare
+the sources of shared data items (多源校核), score the runs not scored yet, rewrite the lineage graph, the
+catalog, the duties-data list and the indicators when their inputs changed, and (given a report directory)
+the stewards' report. The Airflow DAGs run the same steps, generated from the same plan.
 
-This is what ``govlake run`` and the Airflow DAGs call; it is idempotent (a second run finds nothing
-pending and no changed sources) and costs in proportion to new batches, not to the lake.
+This is what ``govlake run`` calls; it is idempotent (a second run finds nothing pending and no changed
+sources) and costs in proportion to new batches, not to the lake. Ingestion, the plan's first stage, is
+``govlake ingest``'s: it is given the files.
 
 A run holds the lake's writer lock from start to end (see ``govlake.locking``): two runs at once would
 both find the same batches pending and write them twice. It also scores every earlier run that was
@@ -16,23 +20,43 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from graphlib import TopologicalSorter
+from pathlib import Path
+from typing import Any
 
 from govlake.context import Context
 from govlake.engine.base import Engine
 from govlake.errors import GovlakeError
-from govlake.jobs.conform.silver import ConformResult, conform
-from govlake.jobs.gold.crosscheck import crosscheck
-from govlake.jobs.gold.models import GoldResult, integrate
+from govlake.jobs import plan
+from govlake.jobs.conform.silver import ConformResult
+from govlake.jobs.gold.models import GoldResult
 from govlake.jobs.quality.suites import reference_graph
 
 
 @dataclass
 class RunReport:
+    """Every step's outcome, in the order run; the views below are what ``govlake run`` prints."""
+
     run_id: str = ""
-    conformed: list[ConformResult] = field(default_factory=list)
-    gold: list[GoldResult] = field(default_factory=list)
-    scored_runs: list[str] = field(default_factory=list)  # this run and earlier runs scored by catch-up
-    scoring_blocked: dict[str, GovlakeError] = field(default_factory=dict)  # run id -> why its scores were refused
+    steps: list[plan.StepOutcome] = field(default_factory=list)
+
+    def results(self, *stages: str) -> list[Any]:
+        return [o.result for o in self.steps if o.summary.get("stage") in stages and o.result is not None]
+
+    @property
+    def conformed(self) -> list[ConformResult]:
+        return [r for r in self.results("conform") if r.batches]
+
+    @property
+    def gold(self) -> list[GoldResult]:
+        return [g for rs in self.results("build", "crosscheck") for g in rs]
+
+    @property
+    def scored_runs(self) -> list[str]:  # this run and earlier runs scored by catch-up
+        return [r for done in self.results("score") for r in done.scored_runs]
+
+    @property
+    def scoring_blocked(self) -> dict[str, GovlakeError]:  # run id -> why its scores were refused
+        return {k: v for done in self.results("score") for k, v in done.blocked.items()}
 
     @property
     def balanced(self) -> bool:
@@ -55,50 +79,31 @@ def conform_order(ctx: Context, names: list[str]) -> list[str]:
 
 def run_pending(ctx: Context, engine: Engine, datasets: list[str] | None = None,
                 on_step: Callable[[str], None] | None = None, run_id: str | None = None,
-                as_of: date | None = None) -> RunReport:
-    """``as_of`` is the day freshness is judged on (default: today in Asia/Shanghai)."""
+                as_of: date | None = None, report_dir: Path | None = None) -> RunReport:
+    """``datasets``: conform only these (the other stages run whole). ``as_of`` is the day freshness is
+    judged on (default: today in Asia/Shanghai). ``report_dir``: also write the stewards' report there."""
     with ctx.lake.writer_lock("govlake run"):
-        return _run_pending(ctx, engine, datasets, on_step, run_id, as_of)
+        return _run_pending(ctx, engine, datasets, on_step, plan.StepRun(ctx, engine, run_id or new_run_id(),
+                                                                         as_of, report_dir))
 
 
 def _run_pending(ctx: Context, engine: Engine, datasets: list[str] | None, on_step: Callable[[str], None] | None,
-                 run_id: str | None, as_of: date | None) -> RunReport:
-    from govlake.jobs.governance.catalog import build_catalog
-    from govlake.jobs.governance.duties import build_duties
-    from govlake.jobs.governance.indicators import build_indicators
-    from govlake.jobs.governance.lineage import build_lineage_table
-    from govlake.jobs.quality.scoring import score_pending_runs, unscored_runs
-
-    report = RunReport(run_id=run_id or new_run_id())
-    names = conform_order(ctx, sorted(datasets or ctx.registry.contracts))
-    for name in names:
+                 run: plan.StepRun) -> RunReport:
+    for d in datasets or []:
+        ctx.contract(d)  # an unknown name fails here, with "did you mean"
+    report = RunReport(run_id=run.run_id)
+    lay = plan.build_layout(ctx, ctx.settings.lake_root, landing="")
+    for step in plan.steps(lay, datasets=sorted(datasets) if datasets else None):
+        if step.stage.run is None:  # ingestion: `govlake ingest`, given the files
+            continue
+        reason = plan.not_ready(step, run)
+        if reason:
+            report.steps.append(plan.skipped(step, run, reason))
+            continue
         if on_step:
-            on_step(f"标准化与校验 {name}")
-        r = conform(ctx, engine, name, run_id=report.run_id)
-        if r.batches:
-            report.conformed.append(r)
-    if on_step:
-        on_step("构建金层")
-    report.gold = integrate(ctx, engine, run_id=report.run_id)
-    if on_step:
-        on_step("多源校核")
-    report.gold += crosscheck(ctx, engine, run_id=report.run_id)
-    if unscored_runs(ctx):
-        if on_step:
-            on_step("质量评分")
-        scoring = score_pending_runs(ctx, engine)
-        report.scored_runs, report.scoring_blocked = scoring.scored_runs, scoring.blocked
-        if report.run_id in scoring.blocked:
-            raise scoring.blocked[report.run_id]  # this run's own scores refused: as before, the run fails
-    if on_step:
-        on_step("血缘图")
-    build_lineage_table(ctx, engine, report.run_id)
-    if report.conformed or not ctx.lake.exists("gold", "catalog_resources"):
-        if on_step:
-            on_step("编制数据资源目录与职能数据清单")
-        build_catalog(ctx, as_of)
-        build_duties(ctx)
-        if on_step:
-            on_step("计算指标")
-        build_indicators(ctx, engine, as_of)
+            on_step(step.title)
+        outcome = plan.execute(step, run, checked=True)
+        report.steps.append(outcome)
+        if outcome.error is not None:
+            raise outcome.error  # this run's own scores refused: the run fails (after the others were scored)
     return report

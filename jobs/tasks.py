@@ -1,42 +1,43 @@
-"""What the Airflow tasks call: thin, Airflow-free callables over the jobs, plus the DAG layout.
+"""What the Airflow tasks call: thin, Airflow-free callables over the plan (``govlake.jobs.plan``), plus the
+plan's layout for the current environment.
 
 Two halves, both free of Airflow imports:
 
-* **Layout** (:func:`layout`), read when the DAG files are parsed: which nodes deliver which datasets, the
-  order datasets are conformed in, the gold models and their sources, and the URI of every Delta table
-  (the Airflow Asset of that table). It reads only the YAML registries, contracts and suites (about 0.5 s,
-  cached per process); it never imports pyarrow, DuckDB or delta-rs and never touches the lake.
-* **Callables** (``discover`` … ``steward_report``), run inside tasks: each opens its own Context (and
-  engine), calls one job, and returns a small JSON-serializable dict for XCom. Each is idempotent: run
-  twice, the second run finds nothing to do (files already ingested or already refused, no pending
-  batches, gold sources unchanged, runs already scored) and changes no table.
+* **Layout** (:func:`layout`), read when the DAG files are parsed: the plan's :class:`~govlake.jobs.plan.Layout`
+  (nodes and their datasets, datasets, gold models, what each step reads and writes) with this
+  environment's lake and landing. It reads only the YAML registries, contracts, suites, models and
+  indicators (about 0.5 s, cached per process); it never imports pyarrow, DuckDB or delta-rs and never
+  touches the lake.
+* **Callables**, run inside tasks: ``discover`` and ``ingest_delivery`` (the ingest stage, whose items are
+  found in the landing at run time), ``ready_steps`` (what a branch follows) and ``run_step`` (any other
+  step of the plan). Each opens its own Context (and engine), and returns a small JSON-serializable dict for
+  XCom. Each is idempotent: run twice, the second run finds nothing to do (files already ingested or
+  already refused, no pending batches, gold sources unchanged, runs already scored, inputs unchanged) and
+  changes no table.
 
-Where things are (the same at parse time and at run time, whatever the process's working directory):
-
-======================  ===================================================================================
-``GOVLAKE_LAKE``        lake root (local path or ``s3://bucket/prefix``); default ``<project>/lake``
-``GOVLAKE_LANDING``     landing directory ``<landing>/<node>/<dataset>/<files>``; default ``landing/`` next
-                        to a local lake (``<project>/landing`` for an object-store lake)
-``GOVLAKE_REPORTS``     stewards' report directory; default ``<lake>/_reports/quality`` (local lake)
-``GOVLAKE_ENGINE``      ``duckdb`` (default) or ``spark``
-======================  ===================================================================================
+Where things are: :class:`govlake.project.Settings`, the one deployment definition the CLI and the dashboard
+use too, built by :func:`settings` with ``deployed=True``: the DAG processor, the scheduler and the workers
+each have their own working directory, so no location may depend on it. ``GOVLAKE_LAKE`` must be set
+(absolute path or ``s3://bucket/prefix``); ``GOVLAKE_LANDING`` defaults to ``landing/`` next to a local lake,
+``GOVLAKE_REPORTS`` to ``<lake>/_reports/quality`` (both must be set for an object-store lake);
+``GOVLAKE_ENGINE`` is ``duckdb`` or ``spark``. Every variable: the table in govlake/project.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+from govlake.jobs.plan import Layout, TableRef, build_layout
+from govlake.jobs.plan import table_uri as plan_table_uri
+from govlake.status import IngestStatus
+from govlake.tables import INGEST_BATCHES
 
-GOVERNANCE_TABLES = ("source_conflicts", "crosscheck_summary", "quality_scores", "lineage_edges")
-"""Gold tables written by the governance jobs (多源校核, quality scores, lineage graph), not by gold models."""
+log = logging.getLogger(__name__)
 
 IGNORED_PREFIXES = (".", "~$", "_")
 IGNORED_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload", ".filepart")
@@ -45,52 +46,39 @@ IGNORED_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload", ".filepart")
 
 # -- where things are -------------------------------------------------------------------------------------
 
-def _is_remote(root: str) -> bool:
-    return "://" in root
+def settings(lake: str | None = None):  # -> govlake.project.Settings
+    """The deployment's Settings as an Airflow process sees them: ``Settings.from_env(deployed=True)``, so a
+    location is never resolved against the process' working directory (it differs between the DAG processor,
+    the scheduler and the workers); a missing or relative one is refused with the variable to set."""
+    from govlake.project import Settings
+
+    return Settings.from_env(lake, deployed=True)
 
 
 def project_dir() -> Path:
-    from govlake.project import find_project_dir
-
-    return find_project_dir()
+    return settings().project_dir
 
 
 def lake_root() -> str:
-    """``GOVLAKE_LAKE`` made absolute, else ``<project>/lake`` (never relative to the working directory,
-    which differs between the DAG processor, the scheduler and the workers)."""
-    root = os.environ.get("GOVLAKE_LAKE")
-    if not root:
-        return str(project_dir() / "lake")
-    return root.rstrip("/") if _is_remote(root) else str(Path(root).expanduser().resolve())
+    return settings().lake_root
 
 
 def landing_dir(lake: str | None = None) -> Path:
-    env = os.environ.get("GOVLAKE_LANDING")
-    if env:
-        return Path(env).expanduser().resolve()
-    lake = lake or lake_root()
-    return project_dir() / "landing" if _is_remote(lake) else Path(lake).parent / "landing"
+    return settings(lake).landing_dir
 
 
 def reports_dir(lake: str | None = None) -> Path:
-    env = os.environ.get("GOVLAKE_REPORTS")
-    if env:
-        return Path(env).expanduser().resolve()
-    lake = lake or lake_root()
-    return project_dir() / "reports" / "quality" if _is_remote(lake) else Path(lake) / "_reports" / "quality"
+    return settings(lake).reports_dir
 
 
 def engine_kind() -> str:
-    return os.environ.get("GOVLAKE_ENGINE", "duckdb")
+    return settings().engine_kind
 
 
 def table_uri(layer: str, name: str, lake: str | None = None) -> str:
     """The URI naming a Delta table (its Airflow Asset and OpenLineage dataset): ``Lake.uri`` as a URI,
     i.e. ``file:///abs/lake/<layer>/<name>`` for a local lake, ``s3://bucket/prefix/<layer>/<name>``."""
-    root = (lake or lake_root()).rstrip("/")
-    if _is_remote(root):
-        return f"{root}/{layer}/{name}"
-    return Path(root, layer, name).as_uri()
+    return plan_table_uri(lake or lake_root(), TableRef(layer, name))
 
 
 # -- the layout the DAGs are generated from ------------------------------------------------------------------
@@ -112,70 +100,17 @@ class _Declarations:
         return self.registry.contracts[dataset]
 
 
-@dataclass(frozen=True)
-class Layout:
-    lake: str
-    landing: str
-    node_titles: dict[str, str]
-    node_kinds: dict[str, str]  # center | district | department
-    deliveries: dict[str, tuple[str, ...]]  # node -> datasets it delivers (nodes delivering nothing left out)
-    dataset_titles: dict[str, str]
-    conform_after: dict[str, tuple[str, ...]]  # dataset -> datasets conformed first (referential checks)
-    gold_titles: dict[str, str]
-    gold_after: dict[str, tuple[str, ...]]  # gold table -> gold tables built first
-    gold_sources: dict[str, tuple[str, ...]]  # gold table -> silver datasets it reads
-    compared: tuple[str, ...]  # datasets the cross-source check (多源校核) compares
-
-    @property
-    def datasets(self) -> list[str]:
-        """Every dataset, in an order that conforms referenced datasets first."""
-        from graphlib import TopologicalSorter
-
-        return list(TopologicalSorter({d: self.conform_after[d] for d in sorted(self.dataset_titles)}).static_order())
-
-    @property
-    def gold_tables(self) -> list[str]:
-        from graphlib import TopologicalSorter
-
-        return list(TopologicalSorter({t: self.gold_after[t] for t in sorted(self.gold_titles)}).static_order())
-
-    def uri(self, layer: str, name: str) -> str:
-        return table_uri(layer, name, self.lake)
-
-
 def layout() -> Layout:
-    """The DAG layout for the current environment (cached per project, lake and landing)."""
-    return _layout(str(project_dir()), lake_root(), str(landing_dir()))
+    """The plan's layout for the current environment (cached per project, lake and landing)."""
+    where = settings()
+    return _layout(str(where.project_dir), where.lake_root, str(where.landing_dir))
 
 
 @lru_cache(maxsize=4)
 def _layout(project: str, lake: str, landing: str) -> Layout:
-    from govlake.models import load_models
     from govlake.project import Settings
-    from govlake.jobs.quality.suites import reference_graph
 
-    settings = Settings(lake_root=lake, project_dir=Path(project))
-    decl = _Declarations(settings)
-    reg = decl.registry
-    deliveries = {code: tuple(sorted(c.dataset for c in reg.datasets_of(code))) for code in reg.nodes}
-    # the graph govlake.jobs.pipeline.conform_order sorts (that module imports the engine side)
-    after = {d: tuple(refs) for d, refs in reference_graph(decl, sorted(reg.contracts)).items()}
-    models = load_models(settings.schemas_dir)
-    return Layout(
-        lake=lake,
-        landing=landing,
-        node_titles={code: n.name for code, n in reg.nodes.items()},
-        node_kinds={code: n.kind for code, n in reg.nodes.items()},
-        deliveries={code: ds for code, ds in deliveries.items() if ds},
-        dataset_titles={d: c.title for d, c in sorted(reg.contracts.items())},
-        conform_after=after,
-        gold_titles={t: m.title for t, m in sorted(models.items())},
-        gold_after={t: tuple(sorted(s.split(".", 1)[1] for s in m.sources if s.startswith("gold.")))
-                    for t, m in models.items()},
-        gold_sources={t: tuple(sorted(s.split(".", 1)[1] for s in m.sources if s.startswith("silver.")))
-                      for t, m in models.items()},
-        compared=tuple(sorted({s.dataset for i in reg.data_items.values() for s in i.sources})),
-    )
+    return build_layout(_Declarations(Settings(lake_root=lake, project_dir=Path(project))), lake, landing)
 
 
 # -- run-time helpers ------------------------------------------------------------------------------------------
@@ -183,7 +118,7 @@ def _layout(project: str, lake: str, landing: str) -> Layout:
 def context(lake: str | None = None):  # -> govlake.context.Context
     from govlake.context import Context
 
-    return Context.from_env(lake or lake_root())
+    return Context.from_env(lake, deployed=True)
 
 
 def run_id_for(dag_id: str, airflow_run_id: str, when: datetime) -> str:
@@ -237,11 +172,10 @@ def discover(node: str, landing: str | Path | None = None) -> list[dict]:
 def _known_refusals(ctx: Any, node: str, dataset: str) -> dict[str, set[str]]:
     """source_file -> content hashes already refused for this node and dataset (from meta.ingest_batches)."""
     from govlake.engine.base import sql_str
-    from govlake.jobs.ingest.bronze import BATCHES
 
-    if not ctx.lake.exists("meta", BATCHES):
+    if not ctx.lake.exists(*INGEST_BATCHES.ref):
         return {}
-    t = ctx.lake.read("meta", BATCHES, columns=["source_file", "content_hash"],
+    t = ctx.lake.read(*INGEST_BATCHES.ref, columns=["source_file", "content_hash"],
                       filter_sql=f"status = 'refused' AND node = {sql_str(node)} AND dataset = {sql_str(dataset)}")
     out: dict[str, set[str]] = {}
     for r in t.to_pylist():
@@ -276,11 +210,11 @@ def ingest_delivery(node: str, dataset: str, files: list[str], problem: str | No
         else:
             todo.append(Path(f))
     for r in ingest(ctx, todo, node, dataset) if todo else []:
-        if r.status == "ingested":
+        if r.status == IngestStatus.INGESTED:
             out["ingested"].append({"file": r.file, "batch_id": r.batch_id, "rows": r.rows, "drift": r.message})
             out["rows"] += r.rows
             log.info("ingested %s: %d rows into bronze.%s (batch %s)", r.file, r.rows, dataset, r.batch_id)
-        elif r.status == "duplicate":
+        elif r.status == IngestStatus.DUPLICATE:
             out["duplicates"] += 1
             log.info("already ingested %s: %s", r.file, _first_line(r.message))
         else:
@@ -304,122 +238,58 @@ def summarize_deliveries(results: list[dict]) -> dict:
     }
 
 
-# -- silver, gold, governance -------------------------------------------------------------------------------
+# -- silver, gold, governance: the plan's steps------------------------------------------------------------------------
 
-def pending_datasets(lake: str | None = None) -> list[str]:
-    """Datasets with ingested batches not conformed yet (``conform.pending_batches`` for all datasets at once:
-    one read of meta.ingest_batches and meta.conform_batches)."""
-    from govlake.jobs.conform.silver import ACCOUNTING
-    from govlake.jobs.ingest.bronze import BATCHES
+def _step(stage: str, item: str | None) -> Any:  # -> plan.Step
+    from govlake.jobs import plan
 
-    ctx = context(lake)
-    if not ctx.lake.exists("meta", BATCHES):
-        return []
-    ingested = {(r["dataset"], r["batch_id"]) for r in ctx.lake.read(
-        "meta", BATCHES, columns=["dataset", "batch_id"], filter_sql="status = 'ingested'").to_pylist()}
-    done = set()
-    if ctx.lake.exists("meta", ACCOUNTING):
-        done = {(r["dataset"], r["batch_id"]) for r in ctx.lake.read("meta", ACCOUNTING, columns=["dataset", "batch_id"]).to_pylist()}
-    return sorted({d for d, _ in ingested - done})
+    task_id = stage if item is None else f"{stage}__{item}"
+    for s in plan.steps(layout()):
+        if s.task_id == task_id:
+            return s
+    raise KeyError(f"no step {task_id} in the plan")
 
 
-def conform_dataset(dataset: str, run_id: str, lake: str | None = None) -> dict:
-    """Conform the pending bronze batches of one dataset into silver / quarantine (``status: nothing`` when
-    none is pending; then no table is touched). ``balanced`` is the books' check per run."""
-    from govlake.jobs.conform.silver import conform, pending_batches
+def ready_steps(stage: str, lake: str | None = None) -> list[str]:
+    """Task ids of the steps of a fan-out ``stage`` that have something to do (``plan.not_ready``): what the
+    DAG's branch follows. Reads the lake, writes nothing."""
+    from govlake.jobs import plan
 
     ctx = context(lake)
-    if not pending_batches(ctx, dataset):
-        return {"dataset": dataset, "run_id": run_id, "status": "nothing", "batches": []}
-    with ctx.lake.writer_lock(f"airflow conform {dataset}"), ctx.engine(engine_kind()) as engine:
-        r = conform(ctx, engine, dataset, run_id=run_id)  # re-reads what is pending, under the lock
-    out = {"dataset": dataset, "run_id": run_id, "status": "conformed" if r.batches else "nothing",
-           "batches": list(r.batches), "bronze_rows": r.bronze_rows, "silver_rows": r.silver_rows,
-           "quarantined": r.quarantined, "superseded": r.superseded, "warned": r.warned, "resolved": r.resolved,
-           "held": list(r.held), "balanced": r.balanced}
-    log.info("conformed %s: %s", dataset, {k: v for k, v in out.items() if k not in ("batches",)})
-    for b in r.held:
-        log.warning("batch %s of %s held by a fatal rule (release: govlake quality release %s %s --reason ...)",
-                    b, dataset, dataset, b)
-    return out
+    probe = plan.StepRun(ctx, None, run_id="")
+    return [s.task_id for s in plan.steps(layout()) if s.stage.name == stage and not plan.not_ready(s, probe)]
 
 
-def _gold_dict(r: Any) -> dict:
-    return {"table": r.table, "status": r.status, "rows": r.rows, "message": r.message}
+def run_step(stage: str, item: str | None, run_id: str, lake: str | None = None) -> dict:
+    """Run one step of the plan (``plan.execute``) in its own Context and engine, under the lake's writer lock
+    when it writes tables; returns its JSON summary (XCom) with its findings and any failure.
 
+    Checked first without lock or engine: a step with nothing to do (no pending batches, runs already scored,
+    inputs unchanged) returns ``status: nothing`` and touches nothing."""
+    from contextlib import ExitStack
 
-def build_gold(table: str, run_id: str, lake: str | None = None) -> dict:
-    """Rebuild one gold model if a source has a new Delta version: status built | unchanged | waiting | blocked."""
-    from govlake.jobs.gold.models import integrate
+    from govlake.jobs import plan
 
+    step = _step(stage, item)
     ctx = context(lake)
-    with ctx.lake.writer_lock(f"airflow gold {table}"), ctx.engine(engine_kind()) as engine:
-        [r] = integrate(ctx, engine, tables=[table], run_id=run_id)
-    out = _gold_dict(r) | {"run_id": run_id}
-    (log.warning if r.status == "blocked" else log.info)("gold.%s: %s %s", table, r.status, r.message)
-    return out
-
-
-def crosscheck_sources(run_id: str, lake: str | None = None) -> dict:
-    """多源校核: rebuild gold.source_conflicts and gold.crosscheck_summary when a compared silver table changed."""
-    from govlake.jobs.gold.crosscheck import crosscheck
-
-    ctx = context(lake)
-    with ctx.lake.writer_lock("airflow crosscheck"), ctx.engine(engine_kind()) as engine:
-        results = crosscheck(ctx, engine, run_id=run_id)
-    for r in results:
-        (log.warning if r.status == "blocked" else log.info)("gold.%s: %s %s", r.table, r.status, r.message)
-    return {"run_id": run_id, "tables": [_gold_dict(r) for r in results],
-            "built": [r.table for r in results if r.status == "built"]}
-
-
-def unscored_runs(ctx: Any) -> dict[str, list[str]]:
-    """Conform runs (run id -> batch ids) with no rows in gold.quality_scores (``scoring.unscored_runs``)."""
-    from govlake.jobs.quality.scoring import unscored_runs as _unscored
-
-    return _unscored(ctx)
-
-
-def score_pending(lake: str | None = None) -> dict:
-    """Score every conform run not scored yet (``scoring.score_pending_runs``, which ``govlake run`` calls
-    too), under the lake's writer lock. Scores after the cross-source check, whose conflicts count against
-    consistency. A run whose scores fail their gold suite is reported in ``blocked`` (and tried again next
-    time) without keeping the other runs from being scored."""
-    from govlake.jobs.quality.scoring import score_pending_runs
-
-    ctx = context(lake)
-    out: dict[str, Any] = {"scored_runs": [], "rows": 0, "blocked": {}}
-    if not unscored_runs(ctx):
-        return out
-    with ctx.lake.writer_lock("airflow score_pending"), ctx.engine(engine_kind()) as engine:
-        done = score_pending_runs(ctx, engine)
-    return {"scored_runs": done.scored_runs, "rows": done.rows, "blocked": {k: str(v) for k, v in done.blocked.items()}}
-
-
-def lineage_graph(run_id: str, lake: str | None = None) -> dict:
-    """Rewrite gold.lineage_edges from the declarations, audited by its gold suite, only when they changed
-    (an unchanged graph writes nothing, not even a validation record)."""
-    from govlake.jobs.governance.lineage import build_lineage_table
-
-    ctx = context(lake)
-    with ctx.lake.writer_lock("airflow lineage"), ctx.engine(engine_kind()) as engine:
-        out = build_lineage_table(ctx, engine, run_id)
-    return out | ({"run_id": run_id} if out["changed"] else {})
-
-
-def steward_report(out: str | Path | None = None, data_docs: bool = True, lake: str | None = None) -> dict:
-    """The stewards' quality report (HTML, Excel, GX Data Docs), rewritten in place."""
-    from govlake.jobs.quality.report import build_report
-
-    ctx = context(lake)
-    target = Path(out) if out else reports_dir(ctx.settings.lake_root)
-    target.mkdir(parents=True, exist_ok=True)
-    res = build_report(ctx, target, data_docs=data_docs)
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in res.items()}
+    report = ctx.settings.reports_dir
+    reason = plan.not_ready(step, plan.StepRun(ctx, None, run_id, report_dir=report))
+    if reason:
+        log.info("%s: nothing to do (%s)", step.task_id, reason)
+        return {"stage": stage, "item": item, "run_id": run_id, "status": str(plan.StepStatus.NOTHING),
+                "reason": reason, "findings": [], "failure": None}
+    with ExitStack() as stack:
+        if step.writes:
+            stack.enter_context(ctx.lake.writer_lock(f"airflow {step.task_id}"))
+        engine = stack.enter_context(ctx.engine(engine_kind())) if step.stage.engine else None
+        outcome = plan.execute(step, plan.StepRun(ctx, engine, run_id, report_dir=report))
+    for f in outcome.findings:
+        log.warning("%s: %s", step.task_id, f)
+    log.info("%s: %s %s", step.task_id, outcome.status, outcome.reason)
+    return outcome.summary | {"findings": outcome.findings, "failure": outcome.failure}
 
 
 __all__ = [
-    "GOVERNANCE_TABLES", "Layout", "build_gold", "conform_dataset", "context", "crosscheck_sources", "discover",
-    "engine_kind", "ingest_delivery", "lake_root", "landing_dir", "layout", "lineage_graph", "pending_datasets", "reports_dir",
-    "run_id_for", "score_pending", "steward_report", "summarize_deliveries", "table_uri", "unscored_runs",
+    "Layout", "context", "discover", "engine_kind", "ingest_delivery", "lake_root", "landing_dir", "layout",
+    "project_dir", "ready_steps", "reports_dir", "run_id_for", "run_step", "settings", "summarize_deliveries", "table_uri",
 ]

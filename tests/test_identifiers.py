@@ -124,3 +124,17 @@ def test_affine_is_a_permutation() -> None:
     for size in (1, 2, 10, 997, 10_000, 123_456):
         out = affine(np.arange(size), size, salt=42)
         assert sorted(out.tolist()) == list(range(size))
+
+
+def test_the_standards_are_defined_only_here() -> None:
+    """GB 11643 / GB 32100 weights and alphabets, the province prefixes, date formats and boolean words are
+    spelt once (govlake/identifiers.py); the conform SQL, the check types and GX import them (issue 12, point 7)."""
+    from pathlib import Path
+
+    project = Path(__file__).resolve().parents[1]
+    spellings = ("10X98765432", "7, 9, 10, 5, 8, 4, 2", "0123456789ABCDEFGHJKLMNPQRTUWXY", "1[1-5]|2[1-3]|3[1-7]",
+                 "%Y年%m月%d日 %H时", '"是", "Y", "YES"', '"否", "N", "NO"', "1, 3, 9, 27, 19")
+    elsewhere = [f"{p.relative_to(project)}: {s}" for folder in ("govlake", "jobs", "dags")
+                 for p in (project / folder).rglob("*.py") if p.name != "identifiers.py"
+                 for s in spellings if s in p.read_text(encoding="utf-8")]
+    assert elsewhere == []

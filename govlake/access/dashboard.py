@@ -23,6 +23,10 @@ from typing import Any
 
 from govlake.context import Context
 from govlake.errors import ConfigError
+from govlake.tables import (
+    CATALOG_ITEMS, CATALOG_NODES, CATALOG_RESOURCES, DUTY_DATA_LIST, DUTY_FINDINGS, INDICATOR_PROGRESS, INDICATOR_VALUES,
+    QUALITY_SCORES, LakeTable,
+)
 
 STATIC = Path(__file__).parent.parent / "static"
 TEMPLATES = Path(__file__).parent.parent / "templates" / "dashboard"
@@ -102,21 +106,21 @@ class DashboardData:
         self.ctx = ctx
         self._cache: dict[str, tuple[int, list[dict]]] = {}
 
-    def rows(self, table: str) -> list[dict]:
-        dt = self.ctx.lake.table("gold", table)
+    def rows(self, table: LakeTable) -> list[dict]:
+        dt = self.ctx.lake.table(*table.ref)
         if dt is None:
             return []
         version = dt.version()
-        hit = self._cache.get(table)
+        hit = self._cache.get(table.qualified)
         if hit is None or hit[0] != version:
             hit = (version, self.ctx.lake.dataset(dt).to_table().to_pylist())
-            self._cache[table] = hit
+            self._cache[table.qualified] = hit
         return hit[1]
 
     def latest_scores(self, scope: str) -> list[dict]:
         latest: dict[tuple, dict] = {}
         trend: dict[tuple, list] = {}
-        for r in sorted(self.rows("quality_scores"), key=lambda r: r["run_id"]):
+        for r in sorted(self.rows(QUALITY_SCORES), key=lambda r: r["run_id"]):
             if r["scope"] != scope:
                 continue
             key = (r["dataset"], r["node"], r["district"])
@@ -126,7 +130,7 @@ class DashboardData:
 
     def indicator_series(self) -> dict[str, list[tuple[str, float]]]:
         out: dict[str, list] = {}
-        for v in sorted(self.rows("indicator_values"), key=lambda v: v["period"]):
+        for v in sorted(self.rows(INDICATOR_VALUES), key=lambda v: v["period"]):
             if v["district_code"] is None and v["value"] is not None:
                 out.setdefault(v["indicator_id"], []).append((v["period"], v["value"]))
         return out
@@ -163,7 +167,8 @@ def create_app(ctx: Context):
     from fastapi.staticfiles import StaticFiles
     from fastapi.templating import Jinja2Templates
 
-    from govlake.jobs.governance.lineage import lineage_edges, walk
+    from govlake.jobs.governance.lineage import lineage_edges
+    from govlake.lineage_graph import walk
 
     data = DashboardData(ctx)
     templates = Jinja2Templates(env=template_env())
@@ -177,16 +182,16 @@ def create_app(ctx: Context):
 
     @app.get("/", response_class=HTMLResponse)
     def overview(request: Request):
-        nodes = data.rows("catalog_nodes")
+        nodes = data.rows(CATALOG_NODES)
         health = {h: sum(1 for n in nodes if n["health"] == h) for h in ("正常", "滞后", "无数据", "无报送职责")}
         chart = lambda rows: [[r["label"], r["score"]] for r in rows]  # noqa: E731
-        return page(request, "overview.html.j2", nodes=nodes, health=health, indicators=data.rows("indicator_progress"),
+        return page(request, "overview.html.j2", nodes=nodes, health=health, indicators=data.rows(INDICATOR_PROGRESS),
                     node_chart=chart(data.latest_scores("node")[:12]), district_chart=chart(data.latest_scores("district")),
-                    resources=len(data.rows("catalog_resources")), findings=data.rows("duty_findings"))
+                    resources=len(data.rows(CATALOG_RESOURCES)), findings=data.rows(DUTY_FINDINGS))
 
     @app.get("/catalog", response_class=HTMLResponse)
     def catalog(request: Request, q: str = "", node: str = "", share: str = "", open_: str = Query("", alias="open")):
-        res = data.rows("catalog_resources")
+        res = data.rows(CATALOG_RESOURCES)
         rows = res
         if node:
             rows = [r for r in rows if node in (r["delivered_by"] or "").split("、")]
@@ -200,31 +205,31 @@ def create_app(ctx: Context):
             rows = [r for r in rows if all(any(w.lower() in str(r.get(f) or "").lower() for f in fields) for w in words)]
         providers = sorted({(r["provider_code"], r["provider"]) for r in res})
         return page(request, "catalog.html.j2", rows=rows, total=len(res), q=q, node=node, share=share, open=open_,
-                    providers=providers, nodes=data.rows("catalog_nodes"))
+                    providers=providers, nodes=data.rows(CATALOG_NODES))
 
     @app.get("/catalog/{dataset}", response_class=HTMLResponse)
     def resource(request: Request, dataset: str):
-        r = next((x for x in data.rows("catalog_resources") if x["dataset"] == dataset), None)
+        r = next((x for x in data.rows(CATALOG_RESOURCES) if x["dataset"] == dataset), None)
         if r is None:
             return page(request, "missing.html.j2", 404, what=f"数据资源 {dataset}")
-        items = [i for i in data.rows("catalog_items") if i["dataset"] == dataset]
-        duties = [d for d in data.rows("duty_data_list") if d["dataset"] == dataset]
+        items = [i for i in data.rows(CATALOG_ITEMS) if i["dataset"] == dataset]
+        duties = [d for d in data.rows(DUTY_DATA_LIST) if d["dataset"] == dataset]
         return page(request, "resource.html.j2", r=r, items=items, duties=duties)
 
     @app.get("/duties", response_class=HTMLResponse)
     def duties(request: Request):
-        lst = data.rows("duty_data_list")
+        lst = data.rows(DUTY_DATA_LIST)
         ids = {d["duty_id"] for d in lst}
         covered = {d["duty_id"] for d in lst if d["relation"] == "产生" and d["silver_rows"]}
-        findings = data.rows("duty_findings")
+        findings = data.rows(DUTY_FINDINGS)
         return page(request, "duties.html.j2", duties=lst, total=len(ids), covered=len(covered & ids), findings=findings,
                     counts={k: sum(1 for f in findings if f["kind"] == k) for k in ("缺位", "越位", "一数一源")})
 
     @app.get("/indicators", response_class=HTMLResponse)
     def indicators(request: Request):
-        prog = data.rows("indicator_progress")
+        prog = data.rows(INDICATOR_PROGRESS)
         latest = {p["indicator_id"]: p["period"] for p in prog}
-        by_district = [v for v in data.rows("indicator_values")
+        by_district = [v for v in data.rows(INDICATOR_VALUES)
                        if v["district_code"] is not None and v["period"] == latest.get(v["indicator_id"])]
         return page(request, "indicators.html.j2", indicators=prog, series=data.indicator_series(), by_district=by_district)
 

@@ -11,6 +11,11 @@ Each role gets a DuckDB session in which only its layers exist as schemas (``gol
 * Before anything runs, each statement is classified by DuckDB's own parser and only reads are admitted
   (SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE, read pragmas, EXPLAIN of a read); writes are
   admitted only on session-local TEMP tables and views. One refused statement refuses the whole string.
+  Every function a statement calls must be known to be free of side effects (``_check_functions``): some,
+  like ``enable_logging(storage='file')``, fail inside DuckDB in a way that aborts the whole process.
+
+Ctrl-C, SIGTERM and the time limit ($GOVLAKE_SQL_TIMEOUT) interrupt the running statement
+(``run_interruptible``), which is then audited as interrupted / timeout; ``--export-duckdb`` is audited too.
 
 Every statement is audited in ``meta.sql_audit`` with its outcome, with every literal masked and a keyed
 digest (HMAC under the lake's secret) instead of an unkeyed hash that candidates could be hashed against.
@@ -24,6 +29,8 @@ import io
 import json
 import os
 import re
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -40,7 +47,9 @@ from sqlglot.tokens import TokenType
 
 from govlake.errors import AccessDenied, GovlakeError, QueryError, did_you_mean
 from govlake.lake import Lake
+from govlake.messages import UNKNOWN_ROLE
 from govlake.security import keyed_digest
+from govlake.tables import SQL_AUDIT
 
 ROLES: dict[str, tuple[str, ...]] = {
     "analyst": ("gold",),
@@ -48,7 +57,6 @@ ROLES: dict[str, tuple[str, ...]] = {
     "admin": ("gold", "silver", "quarantine", "meta", "bronze"),
 }
 ROLE_NAMES = {"analyst": "分析人员", "steward": "数据管理员", "admin": "系统管理员"}
-AUDIT = "sql_audit"
 AUDIT_PURPOSE = "sql_audit"  # the keyed digest's purpose: audit digests never equal pseudonyms
 
 ST = duckdb.StatementType
@@ -70,6 +78,22 @@ SANDBOX_SETTINGS = (
     ("lock_configuration", "true"),
 )
 
+# Functions are admitted by name (see SqlSession._check_functions). Scalar, aggregate and macro functions
+# compute values: all admitted except these, which read the process's environment or configuration or write
+# DuckDB's log. Table and pragma functions are where side effects live (enable_logging, checkpoint, file
+# readers, query('...') running any text, json_execute_serialized_sql): only these are admitted.
+DENIED_SCALARS = frozenset({"getenv", "current_setting", "write_log", "json_execute_serialized_sql"})
+SAFE_TABLE_FUNCTIONS = frozenset({
+    "range", "generate_series", "unnest", "repeat", "repeat_row", "json_each", "json_tree",
+    "duckdb_columns", "duckdb_tables", "duckdb_views", "duckdb_schemas", "duckdb_types", "duckdb_functions",
+    "duckdb_keywords", "duckdb_constraints", "duckdb_indexes", "duckdb_dependencies", "duckdb_databases",
+    "pragma_table_info", "pragma_show", "pragma_version", "pragma_collations", "icu_calendar_names",
+    "pg_timezone_names", "test_all_types", "histogram", "histogram_values",
+    # pragma functions that only describe the session (PRAGMA table_info('gold.population'))
+    "table_info", "show", "version", "show_tables", "show_tables_expanded", "collations", "functions",
+})
+UNRESTRICTED_KINDS = ("scalar", "aggregate", "macro")
+
 LITERAL_TOKENS = {
     TokenType.STRING, TokenType.NUMBER, TokenType.HEREDOC_STRING, TokenType.NATIONAL_STRING,
     TokenType.NATIONAL_RAW_STRING, TokenType.BYTE_STRING, TokenType.BIT_STRING, TokenType.HEX_STRING,
@@ -77,6 +101,35 @@ LITERAL_TOKENS = {
 }
 DIGIT_RUN = re.compile(r"\d{4,}")
 QUOTED = re.compile(r'"[^"]*"|\'[^\']*\'')
+
+
+DEFAULT_TIMEOUT_S = 300.0
+TIMEOUT_ENV = "GOVLAKE_SQL_TIMEOUT"
+INTERRUPT_EXIT = {"sigint": 130, "sigterm": 143, "timeout": 124}  # shell conventions (128 + signal; timeout(1))
+
+
+class QueryInterrupted(QueryError):
+    """The query was stopped by Ctrl-C, SIGTERM or the time limit; ``cause`` is sigint / sigterm / timeout."""
+
+    cause: str = "sigint"
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]  # depends on why it stopped
+        return INTERRUPT_EXIT.get(self.cause, 130)
+
+
+def statement_timeout() -> float:
+    """The time limit of one ``govlake sql`` call in seconds ($GOVLAKE_SQL_TIMEOUT, default 300; 0 = none)."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise QueryError(f"环境变量 {TIMEOUT_ENV} 应为秒数，当前为 {raw!r}", hint=f"例如 {TIMEOUT_ENV}=600；0 表示不限时") from None
+    if value < 0:
+        raise QueryError(f"环境变量 {TIMEOUT_ENV} 不能为负数：{raw}", hint=f"例如 {TIMEOUT_ENV}=600；0 表示不限时")
+    return value
 
 
 @dataclass
@@ -191,21 +244,34 @@ class AuditEntry:
     duration_ms: float | None = None
 
 
+def write_audit(lake: Lake, role: str, entries: list[AuditEntry], request_id: str,
+                failure: BaseException | None, known: set[str] = frozenset()) -> None:
+    """Append one row per statement; raise if that is impossible, so no result leaves unaudited."""
+    user = getpass.getuser()
+    try:
+        rows = [{
+            "at": e.at, "user": user, "role": role, "status": e.status,
+            "query_masked": mask_statement(e.text, known), "query_sha256": None,
+            "query_hmac": keyed_digest(lake.settings, AUDIT_PURPOSE, e.text), "request_id": request_id,
+            "statement_index": e.index, "statement_count": len(entries), "statement_type": e.statement_type,
+            "reason": e.reason, "rows": e.rows, "duration_ms": e.duration_ms,
+        } for e in entries]
+        lake.append(*SQL_AUDIT.ref, pa.Table.from_pylist(rows, schema=SQL_AUDIT.schema))
+    except Exception as exc:
+        what = "查询结果不予返回" if failure is None else "查询也未成功"
+        raise QueryError(
+            f"无法写入 SQL 审计记录（{SQL_AUDIT.qualified}），为安全起见{what}",
+            where=lake.uri(*SQL_AUDIT.ref),
+            hint="检查数据湖 meta 层是否可写、假名化密钥是否可用（GOVLAKE_PSEUDONYM_KEY），然后重试",
+        ) from exc
+
+
 @dataclass
 class _Statement:
     entry: AuditEntry
     parsed: duckdb.Statement
     kind: duckdb.StatementType | None  # None: a type the Python API cannot name
     synthetic: bool = False  # generated by DuckDB's parser (a dynamic PIVOT's CREATE TYPE), no text of its own
-
-
-AUDIT_SCHEMA = pa.schema([
-    ("at", pa.timestamp("us", tz="UTC")), ("user", pa.string()), ("role", pa.string()), ("status", pa.string()),
-    ("query_masked", pa.string()), ("query_sha256", pa.string()),  # query_sha256: legacy, now always null
-    ("query_hmac", pa.string()), ("request_id", pa.string()), ("statement_index", pa.int32()),
-    ("statement_count", pa.int32()), ("statement_type", pa.string()), ("reason", pa.string()),
-    ("rows", pa.int64()), ("duration_ms", pa.float64()),
-])
 
 
 def _mark_internal(entries: list[AuditEntry], sql: str) -> None:
@@ -217,10 +283,36 @@ def _mark_internal(entries: list[AuditEntry], sql: str) -> None:
     running.status, running.reason = "error", "internal"
 
 
+def _called_names(text: str) -> list[str]:
+    """Every name DuckDB's tokenizer sees directly before ``(`` (``f(``, ``main.f (``, ``"f"(``, ``x.f(``
+    method syntax), lower-cased and unquoted, plus the name after a leading PRAGMA.
+
+    Deliberately wider than the parse tree's function calls (a type ``DECIMAL(10,2)`` or an alias column list
+    ``t(a, b)`` is listed too) and the same for every statement type: a name that is no function is ignored
+    by the caller, and nothing the parser would call can be missed."""
+    try:
+        tokens = duckdb.tokenize(text)
+    except Exception:
+        return []
+    offsets = _char_offsets(text)
+    starts = [offsets.get(pos, 0) for pos, _ in tokens] + [len(text)]
+    words = [(text[a:b].strip(), kind) for (a, b), (_, kind) in zip(zip(starts, starts[1:]), tokens)]
+    names = []
+    for i, (word, kind) in enumerate(words):
+        if kind not in (duckdb.token_type.identifier, duckdb.token_type.keyword):
+            continue
+        name = word.strip('"').lower()
+        if i + 1 < len(words) and words[i + 1][0].startswith("("):
+            names.append(name)
+        elif i > 0 and words[i - 1][0].lower() == "pragma":
+            names.append(name)
+    return names
+
+
 class SqlSession:
     def __init__(self, lake: Lake, role: str = "analyst", describe: Describe | None = None) -> None:
         if role not in ROLES:
-            raise AccessDenied(f"未知角色：{role}", hint=f"可选角色：{', '.join(ROLES)}")
+            raise UNKNOWN_ROLE.error(AccessDenied, role=role, roles=", ".join(ROLES))
         self.lake = lake
         self.role = role
         self.layers = ROLES[role]
@@ -233,6 +325,8 @@ class SqlSession:
         self._pending_temp: set[str] = set()  # TEMP objects created by earlier statements of the same string
         self._build()
         self.known_names = self._names()
+        self.function_kinds = self._function_kinds()
+        self.interrupted: str | None = None  # sigint / sigterm / timeout once interrupt() was called
 
     def _build(self) -> None:
         """Views over delta-rs Arrow datasets (no DuckDB file access needed), then lock the sandbox."""
@@ -257,6 +351,18 @@ class SqlSession:
         """Schema, table and column names of the session: identifiers the audit may keep in clear."""
         rows = self.con.execute("SELECT schema_name, table_name, column_name FROM duckdb_columns()").fetchall()
         return {n for row in rows for n in row if n}
+
+    def _function_kinds(self) -> dict[str, set[str]]:
+        """Every function name DuckDB knows -> its kinds (a name can be scalar and table at once)."""
+        kinds: dict[str, set[str]] = {}
+        for name, kind in self.con.execute("SELECT DISTINCT function_name, function_type FROM duckdb_functions()").fetchall():
+            kinds.setdefault(name.lower(), set()).add(kind)
+        return kinds
+
+    def interrupt(self, reason: str = "sigint") -> None:
+        """Stop the running statement (safe from a signal handler or another thread) and run no further one."""
+        self.interrupted = reason
+        self.con.interrupt()
 
     # -- the one entry point --------------------------------------------------------------------------
     def query(self, sql: str) -> QueryResult:
@@ -322,6 +428,7 @@ class SqlSession:
             else:
                 st.entry.reason = "not_read_only"
                 raise self._not_read_only(st.entry.statement_type if st.entry.statement_type != "UNKNOWN" else "该类")
+            self._check_functions(st)
             if tree is not None:
                 self._check_refs(tree)
         except AccessDenied:
@@ -330,6 +437,20 @@ class SqlSession:
         except QueryError:
             st.entry.status, st.entry.reason = "error", st.entry.reason or "unknown_table"
             raise
+
+    def _check_functions(self, st: _Statement) -> None:
+        """Refuse a call of a function not known to be free of side effects (``enable_logging(...)``, a file
+        reader, ``query('...')``): some of them fail inside DuckDB in a way that aborts the whole process."""
+        for name in _called_names(st.entry.text):
+            kinds = self.function_kinds.get(name)
+            if not kinds or name in SAFE_TABLE_FUNCTIONS:
+                continue
+            if name in DENIED_SCALARS or not kinds <= set(UNRESTRICTED_KINDS):
+                st.entry.reason = "function_not_allowed"
+                raise AccessDenied(
+                    f"角色 {self.role}（{ROLE_NAMES[self.role]}）的 SQL 会话不允许调用函数 {name}()",
+                    hint="该函数可能读写文件、修改会话配置或日志；请通过 <层>.<表名> 查询已授权的表，"
+                         "表函数仅可用 range / generate_series / unnest / duckdb_tables 等只读函数")
 
     def _not_read_only(self, what: str) -> AccessDenied:
         return AccessDenied(
@@ -419,7 +540,13 @@ class SqlSession:
             entry = st.entry
             started = time.perf_counter()
             try:
+                if self.interrupted:  # a signal between two statements: run no further one
+                    raise duckdb.InterruptException("interrupted before the statement")
                 result = self.con.execute(st.parsed).to_arrow_table()
+            except duckdb.InterruptException:
+                entry.reason = self.interrupted or "sigint"
+                entry.status = "timeout" if entry.reason == "timeout" else "interrupted"
+                raise self._interrupted_error() from None
             except duckdb.PermissionException:
                 entry.status, entry.reason = "denied", "permission"
                 raise AccessDenied(
@@ -436,28 +563,68 @@ class SqlSession:
             entry.rows = result.num_rows if st.kind in READ_TYPES or st.kind == ST.EXPLAIN else None
         return result
 
+    def _interrupted_error(self) -> QueryInterrupted:
+        if self.interrupted == "timeout":
+            err = QueryInterrupted(f"查询超过时间限制（{statement_timeout():g} 秒），已中断",
+                                   hint=f"缩小查询范围（WHERE / LIMIT），或设置环境变量 {TIMEOUT_ENV}=<秒数> 放宽限制（0 表示不限时）")
+        else:
+            err = QueryInterrupted("查询已中断", hint="未返回任何结果；本次查询已记入审计")
+        err.cause = self.interrupted or "sigint"
+        return err
+
     def _write_audit(self, entries: list[AuditEntry], request_id: str, failure: BaseException | None) -> None:
-        """Append one row per statement; raise if that is impossible, so no result leaves unaudited."""
-        user = getpass.getuser()
-        try:
-            rows = [{
-                "at": e.at, "user": user, "role": self.role, "status": e.status,
-                "query_masked": mask_statement(e.text, self.known_names), "query_sha256": None,
-                "query_hmac": keyed_digest(self.lake.settings, AUDIT_PURPOSE, e.text), "request_id": request_id,
-                "statement_index": e.index, "statement_count": len(entries), "statement_type": e.statement_type,
-                "reason": e.reason, "rows": e.rows, "duration_ms": e.duration_ms,
-            } for e in entries]
-            self.lake.append("meta", AUDIT, pa.Table.from_pylist(rows, schema=AUDIT_SCHEMA))
-        except Exception as exc:
-            what = "查询结果不予返回" if failure is None else "查询也未成功"
-            raise QueryError(
-                f"无法写入 SQL 审计记录（meta.{AUDIT}），为安全起见{what}",
-                where=f"{self.lake.root}/meta/{AUDIT}",
-                hint="检查数据湖 meta 层是否可写、假名化密钥是否可用（GOVLAKE_PSEUDONYM_KEY），然后重试",
-            ) from exc
+        write_audit(self.lake, self.role, entries, request_id, failure, self.known_names)
 
     def close(self) -> None:
         self.con.close()
+
+
+# -- interruptible run ------------------------------------------------------------------------------------
+def run_interruptible(session: SqlSession, sql: str, timeout: float | None = None) -> QueryResult:
+    """``session.query(sql)`` that Ctrl-C, SIGTERM and the time limit stop cleanly, with an audit row.
+
+    A Python signal handler only runs between bytecodes, never while DuckDB executes, so the query runs in
+    a worker thread while this (main) thread waits, turns a signal into ``con.interrupt()`` and enforces the
+    time limit; the worker then audits the statement as interrupted / timeout and raises QueryInterrupted.
+    """
+    timeout = statement_timeout() if timeout is None else timeout
+    outcome: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = session.query(sql)
+        except BaseException as exc:  # handed to the main thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name="govlake-sql", daemon=True)
+    previous = _install_handlers(session)
+    try:
+        worker.start()
+        deadline = time.monotonic() + timeout if timeout > 0 else None
+        while worker.is_alive():
+            worker.join(0.1)
+            if deadline is not None and time.monotonic() > deadline and not session.interrupted:
+                session.interrupt("timeout")
+    finally:
+        _restore_handlers(previous)
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["result"]  # type: ignore[return-value]
+
+
+def _install_handlers(session: SqlSession) -> dict[int, object]:
+    """SIGINT and SIGTERM interrupt the session's query (only the main thread may install handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for sig, cause in ((signal.SIGINT, "sigint"), (signal.SIGTERM, "sigterm")):
+        previous[sig] = signal.signal(sig, lambda _n, _f, cause=cause: session.interrupt(cause))
+    return previous
+
+
+def _restore_handlers(previous: dict[int, object]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
 # -- output -------------------------------------------------------------------------------------------------
@@ -479,12 +646,30 @@ def display_rows(table: pa.Table) -> list[list[str]]:
     return [[display_value(v) for v in row.values()] for row in table.to_pylist(maps_as_pydicts="lossy")]
 
 
+def _duckdb_text(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A column as DuckDB's own VARCHAR text: for what Python cannot hold (an interval of 2**31 days, a
+    date beyond year 9999) and what Arrow cannot cast to text (intervals)."""
+    con = duckdb.connect()
+    try:
+        con.register("c", pa.table({"v": col}))
+        return con.execute("SELECT v::VARCHAR AS v FROM c").to_arrow_table().column("v")
+    finally:
+        con.close()
+
+
 def text_safe_table(table: pa.Table) -> pa.Table:
-    """Nested columns replaced by JSON text, so every column is writable as CSV."""
+    """Nested columns replaced by JSON text and intervals by DuckDB's text, so every column is writable as
+    CSV (``safe_arrow_table`` then makes every text inert, whatever its type was)."""
     columns = []
     for name, col in zip(table.column_names, table.columns):
         if _is_nested(col.type):
-            col = pa.array([None if v is None else display_value(v) for v in col.to_pylist(maps_as_pydicts="lossy")], pa.string())
+            try:
+                col = pa.array([None if v is None else display_value(v)
+                                for v in col.to_pylist(maps_as_pydicts="lossy")], pa.string())
+            except (OverflowError, ValueError, pa.ArrowException):
+                col = _duckdb_text(col)
+        elif pa.types.is_interval(col.type) or pa.types.is_duration(col.type):
+            col = _duckdb_text(col)
         columns.append(col)
     return pa.table(columns, names=table.column_names)
 
@@ -494,7 +679,7 @@ def render_csv(table: pa.Table) -> str:
     text and formula-like text (``=HYPERLINK(...)``) is made inert, as in every CSV govlake writes."""
     import pyarrow.csv as pacsv
 
-    from govlake.access.exports import safe_arrow_table
+    from govlake.exports import safe_arrow_table
 
     out = io.BytesIO()
     pacsv.write_csv(safe_arrow_table(text_safe_table(table)), out)
@@ -514,6 +699,35 @@ def _refuse_existing(path: Path, force: bool) -> None:
 
 def export_duckdb(lake: Lake, path: str, role: str = "analyst", describe: Describe | None = None,
                   force: bool = False) -> dict[str, int]:
+    """``_export_duckdb`` with an audit row (statement type EXPORT, the path masked, a keyed digest of it):
+    the file hands out the role's layers as a query does. Fails closed: if the row cannot be written, the
+    new file is removed again."""
+    if role not in ROLES:
+        raise UNKNOWN_ROLE.error(AccessDenied, role=role, roles=", ".join(ROLES))
+    entry = AuditEntry(0, f"EXPORT DUCKDB {_quote(str(Path(path).absolute()))}", statement_type="EXPORT")
+    started = time.perf_counter()
+    failure: BaseException | None = None
+    counts: dict[str, int] = {}
+    try:
+        counts = _export_duckdb(lake, path, role, describe, force)
+        entry.status, entry.rows = "ok", sum(counts.values())
+    except BaseException as exc:  # audited below whatever it is, then re-raised
+        entry.status = "denied" if isinstance(exc, AccessDenied) else "error"
+        entry.reason = "refused" if isinstance(exc, GovlakeError) else "internal"
+        failure = exc
+    entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    try:
+        write_audit(lake, role, [entry], uuid.uuid4().hex, failure)
+    except QueryError:
+        if failure is None:
+            Path(path).unlink(missing_ok=True)
+        raise
+    if failure is not None:
+        raise failure
+    return counts
+
+
+def _export_duckdb(lake: Lake, path: str, role: str, describe: Describe | None, force: bool) -> dict[str, int]:
     """A DuckDB database file of views over the role's tables, for the DuckDB CLI or any SQL client.
 
     The views read the Parquet files of each table's current Delta snapshot, so the file is a consistent
@@ -522,7 +736,7 @@ def export_duckdb(lake: Lake, path: str, role: str = "analyst", describe: Descri
     and only once the new file is complete: it is built beside the target and renamed over it.
     """
     if role not in ROLES:
-        raise AccessDenied(f"未知角色：{role}", hint=f"可选角色：{', '.join(ROLES)}")
+        raise UNKNOWN_ROLE.error(AccessDenied, role=role, roles=", ".join(ROLES))
     if not lake.settings.is_local:
         raise QueryError("对象存储上的数据湖暂不支持导出 DuckDB 文件", hint="在本地数据湖上导出，或直接使用 govlake sql")
     target = Path(path)

@@ -26,6 +26,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from govlake.status import GoldStatus
+
 console = Console()
 DATASETS = ["hukou_population", "migrant_population"]
 
@@ -42,7 +44,10 @@ def raw_copy(files: list[str], out: str, columns: str = "*") -> dict:
     """DuckDB's CSV-to-Parquet copy of every delivery (all text, ragged rows tolerated), timed."""
     import duckdb
 
-    con = duckdb.connect(config={"threads": int(os.environ.get("GOVLAKE_THREADS", "2"))})
+    from govlake.project import Settings
+
+    # as many threads as the pipeline's engine gets (Settings.duckdb_threads), so the two figures compare
+    con = duckdb.connect(config={"threads": Settings.from_env().duckdb_threads})
     flist = ", ".join(f"'{f}'" for f in files)
     t0 = time.perf_counter()
     con.execute(
@@ -87,7 +92,7 @@ def pipeline(lake: str, landing: str) -> dict:
         r = ingest_file(ctx, Path(landing) / d.path, d.node, d.dataset)
         rows += r.rows
     t1 = time.perf_counter()
-    with ctx.engine() as engine:
+    with ctx.engine("duckdb") as engine:
         report = run_pending(ctx, engine, DATASETS)
     t2 = time.perf_counter()
     silver_s = t2 - t1
@@ -95,7 +100,7 @@ def pipeline(lake: str, landing: str) -> dict:
         "seconds": t2 - t0, "ingest_s": t1 - t0, "run_s": silver_s, "rows": rows,
         "silver_rows": sum(r.silver_rows for r in report.conformed),
         "quarantined": sum(r.quarantined for r in report.conformed),
-        "balanced": report.balanced, "gold": {g.table: g.rows for g in report.gold if g.status == "built"},
+        "balanced": report.balanced, "gold": {g.table: g.rows for g in report.gold if g.status == GoldStatus.BUILT},
         "peak_mb": _peak_mb(),
     }
 
@@ -117,7 +122,7 @@ def silver_build(lake: str, rules: str) -> dict:
 
     ctx = Context.from_env(lake)
     out = {"silver_rows": 0, "quarantined": 0}
-    with ctx.engine() as engine:
+    with ctx.engine("duckdb") as engine:
         t0 = time.perf_counter()
         for ds in DATASETS:
             r = conform(ctx, engine, ds, rules=rules == "on")

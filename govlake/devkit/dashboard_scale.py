@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from govlake.context import Context
+from govlake.tables import CATALOG_RESOURCES
 
 PAGES = ["/", "/catalog", "/catalog?q=人口", "/catalog/hukou_population", "/duties", "/indicators", "/quality",
          "/lineage?table=gold.population"]
@@ -24,7 +25,7 @@ def inflate_catalog(ctx: Context, root: Path, n: int) -> Context:
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(src / "gold", dst / "gold")
     big = Context(dataclasses.replace(ctx.settings, lake_root=str(dst)))
-    t = big.lake.read("gold", "catalog_resources")
+    t = big.lake.read(*CATALOG_RESOURCES.ref)
     rows = t.to_pylist()
     out = []
     for i in range(n):
@@ -32,7 +33,7 @@ def inflate_catalog(ctx: Context, root: Path, n: int) -> Context:
         if i >= len(rows):
             r.update(code=f"{r['code']}-{i:04d}", name=f"{r['name']}（第 {i} 号副本）", dataset=f"{r['dataset']}_{i:04d}")
         out.append(r)
-    big.lake.overwrite("gold", "catalog_resources", pa.Table.from_pylist(out, schema=t.schema))
+    big.lake.overwrite(*CATALOG_RESOURCES.ref, pa.Table.from_pylist(out, schema=t.schema))
     return big
 
 

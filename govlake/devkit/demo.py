@@ -17,20 +17,18 @@ from govlake.jobs.ingest.bronze import ingest_file
 from govlake.jobs.pipeline import run_pending
 from govlake.devkit.generate import generate_with_progress
 from govlake.progress import print_run_report, row_progress, step_status
+from govlake.status import IngestStatus
+from govlake.tables import CONFORM_BATCHES, INGEST_BATCHES
 
 console = Console()
 
 
-def default_landing(ctx: Context) -> Path:
-    if ctx.settings.is_local:
-        return Path(ctx.settings.lake_root).parent / "landing"
-    return Path("landing").resolve()
-
-
 def run_demo(ctx: Context, rows: int = 200_000, landing: Path | None = None, seed: int = 20261124,
-             engine_kind: str = "duckdb") -> dict:
+             engine_kind: str | None = None) -> dict:
+    """Deliveries go to ``landing`` (default: the deployment's landing folder, ``Settings.landing_dir``) and
+    the stewards' report to ``Settings.reports_dir``: where ``govlake quality report`` and Airflow put them."""
     started = time.monotonic()
-    landing = landing or default_landing(ctx)
+    landing = landing or ctx.settings.landing_dir
     reg = ctx.registry
     console.rule("govlake 演示：1+11+N 公共数据入湖")
     console.print(f"数据湖：{ctx.settings.lake_root}    报送目录：{landing}    节点：1 个市级中心 + {len(reg.districts)} 个区 + "
@@ -53,7 +51,7 @@ def run_demo(ctx: Context, rows: int = 200_000, landing: Path | None = None, see
 
         with step_status() as on_step:
             on_step("生成数据质量报告")
-            out = build_report(ctx, report_dir(ctx))
+            out = build_report(ctx, ctx.settings.reports_dir)
         console.print(f"\n数据质量报告：{out['html']}（{out['findings']} 条未通过的规则；Excel：{out['excel'].name}；"
                       f"GX 数据文档：{'已生成' if out['data_docs'] else '未安装 great-expectations，跳过'}）")
     console.print(f"\n用时 {time.monotonic() - started:.0f} 秒。")
@@ -62,17 +60,17 @@ def run_demo(ctx: Context, rows: int = 200_000, landing: Path | None = None, see
 
 
 def summarize(ctx: Context, results: list) -> dict:
-    ingested = [r for r in results if r.status == "ingested"]
-    skipped = [r for r in results if r.status == "duplicate"]
-    refused = [r for r in results if r.status == "refused"]
+    ingested = [r for r in results if r.status == IngestStatus.INGESTED]
+    skipped = [r for r in results if r.status == IngestStatus.DUPLICATE]
+    refused = [r for r in results if r.status == IngestStatus.REFUSED]
     console.print(f"\n报送文件：{len(results)} 个，导入 {len(ingested)} 个，已导入过而跳过 {len(skipped)} 个，拒收 {len(refused)} 个。")
     for r in refused:
         console.print(f"[red]拒收[/] {Path(r.file).name}：{r.message.splitlines()[0]}")
 
-    eng = ctx.engine()
+    eng = ctx.engine("duckdb")  # a few small reads: DuckDB whatever engine the run used
     try:
-        eng.register_delta("batches", "meta", "ingest_batches")
-        has_acc = eng.register_delta("acc", "meta", "conform_batches")
+        eng.register_delta("batches", *INGEST_BATCHES.ref)
+        has_acc = eng.register_delta("acc", *CONFORM_BATCHES.ref)
         if not has_acc:
             return {"files": len(results), "refused": len(refused)}
         by_node = eng.fetch(
@@ -101,14 +99,10 @@ def summarize(ctx: Context, results: list) -> dict:
     return {"files": len(results), "refused": len(refused), **totals, "balanced": balanced}
 
 
-def report_dir(ctx: Context) -> Path:
-    return Path(ctx.settings.lake_root).parent / "reports" / "quality"
-
-
 def next_steps(ctx: Context) -> None:
     lake = ctx.settings.lake_root
     console.print("\n下一步可以看：")
-    console.print(f'  govlake quality report --lake {lake} --out {report_dir(ctx)}   # 重新生成数据质量报告（HTML、Excel、GX 数据文档）')
+    console.print(f'  govlake quality report --lake {lake}   # 重新生成数据质量报告（HTML、Excel、GX 数据文档）')
     console.print(f'  govlake serve --lake {lake}   # 数据治理驾驶舱（http://127.0.0.1:8765/）')
     console.print(f'  govlake catalog --lake {lake} 人口   # 数据资源目录；govlake duties / govlake indicators 查看职能数据清单与指标')
     console.print(f'  govlake lineage --lake {lake} bronze.hukou_population --column name   # 血缘与影响分析')

@@ -519,7 +519,7 @@ class Defects:
                 arr = pc.replace_substring(arr, a, b)
             return arr
         if kind == "district_name":
-            lst = self.m.reg.code_list("gb2260_guangzhou")
+            lst = self.m.reg.district_codes
             codes = [c.code for c in lst.codes]
             spellings = [[c.label, *c.aliases] for c in lst.codes]
             width = max(len(sp) for sp in spellings)

@@ -754,15 +754,18 @@ class GovPool:
     """Government agencies (registration authority 1, 机关): names and USCCs."""
 
     def __init__(self, registry: Registry, seed: int) -> None:
-        names = [f"广州{n.name}" if not n.name.startswith("广州") else n.name for n in registry.departments]
-        divisions = [440100] * len(names)
+        city = registry.city.name  # 广州市: nodes.yaml's city, not a constant
+        short = city.removesuffix("市")
+        self.city_code = int(registry.city.code)
+        names = [f"{short}{n.name}" if not n.name.startswith(short) else n.name for n in registry.departments]
+        divisions = [self.city_code] * len(names)
         for d in registry.districts:
             label = (d.district or d.name)[:3]
             for suffix in DEPARTMENTS_SUFFIX[:6]:
-                names.append(f"广州市{label}{suffix}")
-                divisions.append(int(d.code) if d.code.isdigit() else 440100)
-        self.names_list = names or ["广州市人民政府办公厅"]
-        self.division = np.array(divisions or [440100], dtype=np.int64)
+                names.append(f"{city}{label}{suffix}")
+                divisions.append(int(d.code) if d.code.isdigit() else self.city_code)
+        self.names_list = names or [f"{city}人民政府办公厅"]
+        self.division = np.array(divisions or [self.city_code], dtype=np.int64)
         self.size = len(self.names_list)
         self.salt = salt_of(seed, "gov")
 
@@ -770,7 +773,7 @@ class GovPool:
         if district is None or not district.isdigit():
             return below(h, self.size)
         local = np.flatnonzero(self.division == int(district))
-        city = np.flatnonzero(self.division == 440100)
+        city = np.flatnonzero(self.division == self.city_code)
         if not len(local) or not len(city):
             return below(h, self.size)
         return np.where(unit(mix(h, 1)) < 0.7, local[below(h, len(local))], city[below(mix(h, 2), len(city))])
@@ -807,7 +810,7 @@ class World:
 
     def district_labels(self) -> dict[str, str]:
         try:
-            return {c.code: c.label for c in self.registry.code_list("gb2260_guangzhou").codes}
+            return {c.code: c.label for c in self.registry.district_codes.codes}
         except Exception:  # noqa: BLE001 - registry without the code list: use node names
             return {n.code: (n.district or n.name) for n in self.registry.districts}
 

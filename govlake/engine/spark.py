@@ -2,9 +2,11 @@
 
 No delta-spark (no JVM jars to download): Spark reads the exact Parquet files of a Delta snapshot (the
 file list comes from delta-rs); for writes, executors write Parquet files in parallel straight into the
-table directory (``mapInArrow`` + pyarrow) and the driver commits them as one delta-rs transaction
-(``Lake.commit_files``, or ``create_write_transaction`` with remove actions for an overwrite-where). So
-the lake is written by one Delta implementation whichever engine computes.
+table directory (``mapInArrow`` + :func:`govlake.lake.write_data_file`) and the driver commits them as one
+delta-rs transaction (``Lake.commit_data_files``, which also drops the files an overwrite-where or a MERGE
+rewrote). So the lake is written by one Delta implementation whichever engine computes, and no row of a
+write passes through the driver: staged writes run the job's split function on the executors too, and a
+MERGE is a copy-on-write of the files holding matched keys, computed by Spark.
 
 ``SparkDialect`` spells the Dialect primitives so that results are identical to DuckDB's (the parity tests
 in ``tests/engine`` hold the two engines to that): strptime and DATE casts accept exactly what DuckDB
@@ -21,17 +23,16 @@ import shutil
 import sys
 import tempfile
 import threading
-import time
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from govlake.engine.base import Dialect, Engine
-from govlake.lake import Lake
+from govlake.engine.base import Dialect, Engine, Split, Staged, data_file_name
+from govlake.lake import DataFile, Lake, cast_batch, write_data_file
 from govlake.project import Settings
 
 
@@ -211,8 +212,8 @@ SQL_CONF = {
 }
 
 
-def spark_session():
-    """The process' one local SparkSession (created on first use; configurable by environment)."""
+def spark_session(settings: Settings):
+    """The process' one local SparkSession (created on first use; configured by ``Settings.spark_*``)."""
     global _SESSION
     with _LOCK:
         if _SESSION is not None and _SESSION.sparkContext._jsc is not None:
@@ -223,12 +224,12 @@ def spark_session():
 
         local_dir = tempfile.mkdtemp(prefix="govlake-spark-")
         b = (SparkSession.builder
-             .master(os.environ.get("GOVLAKE_SPARK_MASTER", "local[2]"))
+             .master(settings.spark_master)
              .appName("govlake")
              .config("spark.ui.enabled", "false")
              .config("spark.ui.showConsoleProgress", "false")
-             .config("spark.driver.memory", os.environ.get("GOVLAKE_SPARK_DRIVER_MEMORY", "1g"))
-             .config("spark.sql.shuffle.partitions", os.environ.get("GOVLAKE_SPARK_SHUFFLE_PARTITIONS", "4"))
+             .config("spark.driver.memory", settings.spark_driver_memory)
+             .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
              .config("spark.default.parallelism", "2")
              .config("spark.sql.adaptive.enabled", "true")
              .config("spark.local.dir", local_dir)
@@ -238,7 +239,7 @@ def spark_session():
         for k, v in SQL_CONF.items():
             b = b.config(k, v)
         _SESSION = b.getOrCreate()
-        _SESSION.sparkContext.setLogLevel(os.environ.get("GOVLAKE_SPARK_LOG_LEVEL", "ERROR"))
+        _SESSION.sparkContext.setLogLevel(settings.spark_log_level)
         # py4j logs every connection it closes at INFO, some from __del__ during interpreter shutdown, after
         # the host (pytest, Airflow) has closed its log streams: "--- Logging error ---" noise at exit.
         if logging.getLogger("py4j").level == logging.NOTSET:
@@ -277,71 +278,74 @@ def relax(schema: pa.Schema) -> pa.Schema:
     return pa.schema([pa.field(f.name, _nullable_type(f.type), True) for f in schema])
 
 
-def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    if batch.schema.equals(schema):
-        return batch
-    cols = [batch.column(i).cast(f.type) for i, f in enumerate(schema)]
-    return pa.RecordBatch.from_arrays(cols, schema=schema)
+conform_batch = cast_batch  # Spark's Arrow batches, typed as the relaxed schema
+
+_WRITTEN = "kind string, path string, size long, rows long, stats string, mtime long, part int"
+_WRITTEN_SCHEMA = pa.schema([("kind", pa.string()), ("path", pa.string()), ("size", pa.int64()), ("rows", pa.int64()),
+                             ("stats", pa.string()), ("mtime", pa.int64()), ("part", pa.int32())])
 
 
-class FileStats:
-    """Delta file statistics of one Parquet file, accumulated batch by batch: row and null counts only,
-    like ``Lake.commit_files`` (min/max stay in the Parquet footers, so no reader skips a file on a wrong
-    bound)."""
-
-    def __init__(self, schema: pa.Schema) -> None:
-        self.schema = schema
-        self.rows = 0
-        self.nulls: dict[str, int] = {}
-
-    def update(self, batch: pa.RecordBatch) -> None:
-        self.rows += batch.num_rows
-        for f, col in zip(self.schema, batch.columns):
-            if not pa.types.is_nested(f.type):
-                self.nulls[f.name] = self.nulls.get(f.name, 0) + col.null_count
-
-    def json(self) -> str:
-        return json.dumps({"numRecords": self.rows, "nullCount": self.nulls})
+def _described(kind: str, f: DataFile, part: int) -> dict[str, Any]:
+    return {"kind": kind, "path": f.path, "size": f.size, "rows": f.rows, "stats": f.stats, "mtime": f.mtime,
+            "part": part}
 
 
-_WRITTEN = "path string, size long, rows long, stats string, mtime long, part int"
+def _partition_id() -> int:
+    from pyspark import TaskContext
+
+    tc = TaskContext.get()
+    return tc.partitionId() if tc else 0
 
 
-def parquet_writer(directory: str, schema: pa.Schema, prefix: str = "part"):
+def parquet_writer(directory: str, schema: pa.Schema, prefix: str = "part", private: Sequence[str] = ()):
     """A ``mapInArrow`` function: each task writes its partition as one Parquet file in ``directory`` and
     yields one row describing it (nothing for an empty partition). Runs on the executors."""
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from pyspark import TaskContext
-
-        tc = TaskContext.get()
-        part = tc.partitionId() if tc else 0
-        name = f"{prefix}-{part:05d}-{uuid.uuid4()}-c000.snappy.parquet"
-        path = os.path.join(directory, name)
-        writer = None
-        stats = FileStats(schema)
-        try:
-            for b in batches:
-                if b.num_rows == 0:
-                    continue
-                b = conform_batch(b, schema)
-                if writer is None:
-                    writer = pq.ParquetWriter(path, schema, compression="snappy")
-                writer.write_batch(b)
-                stats.update(b)
-        finally:
-            if writer is not None:
-                writer.close()
-        if writer is None:
-            return
-        st = os.stat(path)
-        yield pa.RecordBatch.from_pylist([{
-            "path": name, "size": st.st_size, "rows": stats.rows, "stats": stats.json(),
-            "mtime": int(st.st_mtime * 1000), "part": part,
-        }], schema=pa.schema([("path", pa.string()), ("size", pa.int64()), ("rows", pa.int64()),
-                              ("stats", pa.string()), ("mtime", pa.int64()), ("part", pa.int32())]))
+        part = _partition_id()
+        f = write_data_file(pafs.LocalFileSystem(), directory, data_file_name(prefix, part), batches, schema, private)
+        if f is not None:
+            yield pa.RecordBatch.from_pylist([_described("rows", f, part)], schema=_WRITTEN_SCHEMA)
 
     return write
+
+
+def staging_task(split: Split, in_schema: pa.Schema, schema: pa.Schema, side_schemas: dict[str, pa.Schema],
+                 private: Sequence[str], directory: str, side_dir: str):
+    """A ``mapInArrow`` function for ``Engine.stage``: each task passes its batches through the job's split
+    function, writes the rows as one data file in ``directory`` and each side output as a Parquet file in
+    ``side_dir``, and yields one row per file. Runs on the executors."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        part = _partition_id()
+        fs = pafs.LocalFileSystem()
+        gathered: dict[str, list[pa.RecordBatch]] = {k: [] for k in side_schemas}
+
+        def rows() -> Iterator[pa.RecordBatch]:
+            for b in batches:
+                if b.num_rows:
+                    piece = split(conform_batch(b, in_schema))
+                    for k, side in piece.sides.items():
+                        gathered[k].append(side)
+                    yield piece.rows
+
+        out = []
+        f = write_data_file(fs, directory, data_file_name("part", part), rows(), schema, private)
+        if f is not None:
+            out.append(_described("rows", f, part))
+        for k, sides in gathered.items():
+            g = write_data_file(fs, side_dir, data_file_name(f"side-{k}", part), sides, side_schemas[k])
+            if g is not None:
+                out.append(_described(f"side:{k}", g, part))
+        if out:
+            yield pa.RecordBatch.from_pylist(out, schema=_WRITTEN_SCHEMA)
+
+    return run
+
+
+def _data_files(rows: list[Any], kind: str = "rows") -> list[DataFile]:
+    return [DataFile(r["path"], r["size"], r["rows"], r["stats"], r["mtime"])
+            for r in sorted(rows, key=lambda r: r["part"]) if r["kind"] == kind]
 
 
 def _local_path(uri: str) -> str:
@@ -356,12 +360,14 @@ class SparkEngine(Engine):
     """Spark SQL compute; reads Delta snapshots as Parquet file lists, writes through delta-rs commits."""
 
     name = "spark"
+    PARALLEL_WRITES = True  # executors write the files
+    REWRITES_FILES = True  # overwrite-where and MERGE are copy-on-write rewrites computed by Spark
 
     def __init__(self, settings: Settings, lake: Lake | None = None) -> None:
         super().__init__(lake or Lake(settings))
         self.dialect = SparkDialect()
         # Own session (temp views, SQL conf) on the process' one SparkContext.
-        self.spark = spark_session().newSession()
+        self.spark = spark_session(settings).newSession()
         for k, v in SQL_CONF.items():
             self.spark.conf.set(k, v)
         self._tmp = tempfile.TemporaryDirectory(prefix="govlake-spark-engine-")
@@ -392,7 +398,7 @@ class SparkEngine(Engine):
         files = dt.file_uris()
         if not files:
             df = self.spark.createDataFrame([], schema)
-        elif self.lake.settings.is_local:
+        elif self.reads_files():
             # The snapshot's files with the Delta schema: columns missing from older files read as NULL.
             df = self.spark.read.schema(schema).parquet(*files)
         else:
@@ -418,8 +424,8 @@ class SparkEngine(Engine):
         df = self.spark.sql(sql)
         schema = self.arrow_schema(df)
         spill = tempfile.mkdtemp(prefix="stream-", dir=self._tmp.name)
-        rows = df.mapInArrow(parquet_writer(spill, schema, "spill"), _WRITTEN).collect()
-        paths = [os.path.join(spill, r["path"]) for r in sorted(rows, key=lambda r: r["part"])]
+        written = _data_files(df.mapInArrow(parquet_writer(spill, schema, "spill"), _WRITTEN).collect())
+        paths = [os.path.join(spill, f.path) for f in written]
 
         def batches() -> Iterator[pa.RecordBatch]:
             try:
@@ -450,64 +456,118 @@ class SparkEngine(Engine):
         self._views.discard(view)
 
     # -- writes: parallel Parquet files, one delta-rs commit ------------------------------------
-    def write_delta(self, layer: str, table: str, sql: str, *, mode: str = "append", predicate: str | None = None,
-                    commit: Any = None, description: str | None = None) -> None:
-        """Executors write the result as Parquet files straight into the table directory (one file per
-        partition, in parallel); the driver commits them as one Delta transaction with delta-rs. A predicate
-        overwrite also rewrites the files holding matching rows without them and removes the originals in
-        the same commit. Object stores, schema evolution and empty results take the streaming path."""
-        if mode not in ("append", "overwrite"):
-            raise ValueError(f"unknown write mode: {mode}")
-        fallback = lambda: super(SparkEngine, self).write_delta(  # noqa: E731
+    def _write_df(self, df: Any, directory: str, schema: pa.Schema, private: Sequence[str] = ()) -> list[DataFile]:
+        """Executors write ``df`` as Parquet files in ``directory``, one per partition, in parallel."""
+        os.makedirs(directory, exist_ok=True)
+        return _data_files(df.mapInArrow(parquet_writer(directory, schema, private=private), _WRITTEN).collect())
+
+    def write_files(self, layer: str, table: str, sql: str, *, mode: str, predicate: str | None, commit: Any,
+                    description: str | None) -> None:
+        """Executors write the result as Parquet files straight into the table directory; the driver commits
+        them as one Delta transaction with delta-rs. A predicate overwrite also rewrites the files holding
+        matching rows without them and drops the originals in the same commit. Schema evolution and empty
+        results take the streaming path."""
+        streamed = lambda: self.write_streamed(  # noqa: E731
             layer, table, sql, mode=mode, predicate=predicate, commit=commit, description=description)
-        if not self.lake.settings.is_local:
-            return fallback()
         dt = self.lake.table(layer, table)
         df = self.spark.sql(sql)
         schema = self.arrow_schema(df)
-        if dt is not None and (mode == "append" or predicate) and not relax(pa.schema(dt.schema().to_arrow())).equals(schema):
-            return fallback()  # delta-rs merges the schema (append) or refuses the write (predicate)
-        removes: list[Any] = []
+        if dt is not None and (mode == "append" or predicate) and not self._same_schema(dt, schema):
+            return streamed()  # delta-rs merges the schema (append) or refuses the write (predicate)
+        removes: list[str] = []
         if dt is not None and mode == "overwrite" and predicate:
-            removes, kept = self._rows_outside(dt, predicate)
-            if kept is not None:
-                df = df.unionByName(kept)
-        uri = self.lake.uri(layer, table)
-        os.makedirs(uri, exist_ok=True)
-        written = sorted(df.mapInArrow(parquet_writer(uri, schema), _WRITTEN).collect(), key=lambda r: r["part"])
+            matches = f"coalesce({predicate}, FALSE)"
+            removes = self._files_where(dt, lambda t: t.where(matches))
+            if removes:
+                df = df.unionByName(self._read_files(dt, removes).where(f"NOT {matches}"))
+        written = self._write_df(df, self.lake.uri(layer, table), schema)
         if not written and not removes:
-            return fallback()  # no file to commit: delta-rs records the schema / the empty overwrite
-        if dt is not None and predicate and mode == "overwrite":
-            from deltalake.transaction import AddAction
+            return streamed()  # no file to commit: delta-rs records the schema / the empty overwrite
+        replace_where = dt is not None and predicate and mode == "overwrite"
+        self.lake.commit_data_files(layer, table, written, schema, mode="append" if replace_where else mode,
+                                    remove=removes, commit=commit, description=description)
 
-            adds = [AddAction(r["path"], r["size"], {}, r["mtime"], True, r["stats"]) for r in written]
-            dt.create_write_transaction([*removes, *adds], "append", schema, commit_properties=commit)
-        else:
-            self.lake.commit_files(layer, table, [r["path"] for r in written], mode=mode, commit=commit,
-                                   description=description)
-        self.lake.table(layer, table)  # a commit through a handle leaves it at its read version: catch up
+    @staticmethod
+    def _same_schema(dt: Any, schema: pa.Schema) -> bool:
+        return relax(pa.schema(dt.schema().to_arrow())).equals(schema)
 
-    def _rows_outside(self, dt: Any, predicate: str) -> tuple[list[Any], Any]:
-        """Remove actions for the snapshot files holding rows that match ``predicate`` and a DataFrame of
-        those files' other rows (None when no file matches)."""
-        from deltalake.transaction import RemoveAction
-
-        actions = pa.table(dt.get_add_actions(flatten=True)).select(["path", "size_bytes"]).to_pylist()
-        if not actions:
-            return [], None
+    def _log_paths(self, dt: Any) -> dict[str, str]:
+        """The snapshot's files: local real path -> path as in the Delta log."""
+        actions = pa.table(dt.get_add_actions(flatten=True)).select(["path"]).to_pylist()
         root = _local_path(dt.table_uri)
-        by_file = {os.path.realpath(os.path.join(root, unquote(a["path"]))): a for a in actions}
-        schema = self._spark_schema(dt)
-        matches = f"coalesce({predicate}, FALSE)"
-        hit = (self.spark.read.schema(schema).parquet(*by_file).where(matches)
-               .selectExpr("input_file_name() AS f").distinct().collect())
-        if not hit:
-            return [], None
-        touched = [by_file[os.path.realpath(_local_path(r["f"]))] for r in hit]
-        now = int(time.time() * 1000)
-        removes = [RemoveAction(a["path"], True, now, a["size_bytes"], {}) for a in touched]
-        paths = [os.path.join(root, unquote(a["path"])) for a in touched]
-        return removes, self.spark.read.schema(schema).parquet(*paths).where(f"NOT {matches}")
+        return {os.path.realpath(os.path.join(root, unquote(a["path"]))): a["path"] for a in actions}
+
+    def _read_files(self, dt: Any, log_paths: Sequence[str]) -> Any:
+        root = _local_path(dt.table_uri)
+        return self.spark.read.schema(self._spark_schema(dt)).parquet(
+            *[os.path.join(root, unquote(p)) for p in log_paths])
+
+    def _files_where(self, dt: Any, select: Callable[[Any], Any]) -> list[str]:
+        """Log paths of the snapshot files holding a row that ``select`` (a DataFrame -> DataFrame filter or
+        semi-join over the table's rows) keeps; Spark finds them."""
+        by_file = self._log_paths(dt)
+        if not by_file:
+            return []
+        from pyspark.sql.functions import input_file_name
+
+        rows = self.spark.read.schema(self._spark_schema(dt)).parquet(*by_file).withColumn("__f", input_file_name())
+        hit = select(rows).select("__f").distinct().collect()
+        return [by_file[os.path.realpath(_local_path(r["__f"]))] for r in hit]
+
+    # -- write-audit-publish on the executors -------------------------------------------------------
+    def stage(self, layer: str, table: str, sql: str, split: Split, *, schema: pa.Schema,
+              side_schemas: dict[str, pa.Schema], private: Sequence[str] = (), slices: Sequence[str] = (),
+              merge: bool = False) -> Staged:
+        """The split function runs on the executors (``mapInArrow``), which write the rows as data files and
+        the side outputs as spill files; the driver only reads back the side outputs (few rows)."""
+        staged = self._staging_area(layer, table, schema, private, merge)
+        df = self.spark.sql(sql)
+        side_dir = tempfile.mkdtemp(prefix="sides-", dir=self._tmp.name)
+        try:
+            task = staging_task(split, self.arrow_schema(df), staged.schema, side_schemas, private, staged.root, side_dir)
+            rows = df.mapInArrow(task, _WRITTEN).collect()
+            staged.files = _data_files(rows)
+            staged.sides = {k: self._read_sides(side_dir, _data_files(rows, f"side:{k}"), s)
+                            for k, s in side_schemas.items()}
+        finally:
+            shutil.rmtree(side_dir, ignore_errors=True)
+        return staged
+
+    @staticmethod
+    def _read_sides(side_dir: str, files: list[DataFile], schema: pa.Schema) -> pa.Table:
+        tables = [pq.read_table(os.path.join(side_dir, f.path), schema=schema) for f in files]
+        return pa.concat_tables(tables) if tables else schema.empty_table()
+
+    def merge_staged(self, staged: Staged, keys: Sequence[str], *, update_if: str | None, commit: Any) -> None:
+        """Copy-on-write MERGE computed by Spark: the files holding a staged key are rewritten by the
+        executors as (their rows) FULL JOIN (the staged rows) on ``keys``, a staged row winning where
+        ``update_if`` holds or its key is new, and committed with the staged rows in place of those files.
+        Same result as delta-rs' ``when_matched_update_all(update_if).when_not_matched_insert_all()``.
+        Schema evolution, empty sources and object stores keep delta-rs' MERGE."""
+        dt = self.lake.table(staged.layer, staged.table)
+        if not staged.files or not self.writes_files() or not self._same_schema(dt, staged.schema):
+            return super().merge_staged(staged, keys, update_if=update_if, commit=commit)
+        source = self.spark.read.schema(self._spark_schema(dt)).parquet(*staged.paths())
+        touched = self._files_where(dt, lambda t: t.join(source.select(*keys), list(keys), "left_semi"))
+        target = self._read_files(dt, touched) if touched else self.spark.createDataFrame([], self._spark_schema(dt))
+        merged = self._upsert(target, source, keys, update_if, staged.schema.names)
+        try:
+            written = self._write_df(merged, self.lake.uri(staged.layer, staged.table), staged.schema, staged.private)
+        finally:
+            self.drop("__merge_t")
+            self.drop("__merge_s")
+        self.lake.commit_data_files(staged.layer, staged.table, written, staged.schema, remove=touched, commit=commit)
+
+    def _upsert(self, target: Any, source: Any, keys: Sequence[str], update_if: str | None, names: list[str]) -> Any:
+        from pyspark.sql.functions import lit
+
+        self._view("__merge_t", target.withColumn("__t", lit(True)))
+        self._view("__merge_s", source.withColumn("__s", lit(True)))
+        wins = f"(coalesce(s.__s, FALSE) AND (t.__t IS NULL OR coalesce({update_if or 'TRUE'}, FALSE)))"
+        cols = ", ".join(f"CASE WHEN {wins} THEN s.{spark_ident(c)} ELSE t.{spark_ident(c)} END AS {spark_ident(c)}"
+                         for c in names)
+        on = " AND ".join(f"t.{spark_ident(k)} = s.{spark_ident(k)}" for k in keys)
+        return self.spark.sql(f"SELECT {cols} FROM __merge_t t FULL OUTER JOIN __merge_s s ON {on}")
 
     def close(self) -> None:
         try:

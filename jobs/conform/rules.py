@@ -4,7 +4,8 @@ Everything a contract says about a field becomes one SQL expression, so the conf
 rule for every row in a single pass of the engine (no scan per expectation). Expressions go through the
 engine's Dialect, so the same compiled contract runs on DuckDB and on Spark.
 
-Domain validators mirror python-stdnum (``stdnum.cn.ric``, ``stdnum.cn.uscc``), which the tests use as the
+The SQL of each check is its check type's own (govlake/checks.py; ``compile_check`` is a lookup); the domain
+validators there mirror python-stdnum (``stdnum.cn.ric``, ``stdnum.cn.uscc``), which the tests use as the
 oracle over generated and random values.
 """
 
@@ -12,22 +13,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from govlake.checks import RIC_FORMAT, Check, Operands, check_type, uscc_valid
+from govlake.checks import in_list as _in_list
+from govlake.checks import ri_view, ric_digits, ric_valid  # noqa: F401  (re-exported: silver.py, tests)
 from govlake.contracts import Contract, Field
 from govlake.engine.base import Dialect, sql_str
-from govlake.errors import ConfigError
-from govlake.jobs.quality.suites import EXCEL_NUMBER, PROVINCES, Check, Suite, contract_checks
+from govlake.identifiers import DATE_FORMATS, FALSE_WORDS, TRUE_WORDS, TS_FORMATS
+from govlake.identifiers import USCC_ALPHABET  # noqa: F401  (re-exported: tests)
+from govlake.jobs.quality.suites import Suite, contract_checks
 from govlake.registry import Registry
 
 HALF = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz()-/.:, "
 FULL = "０１２３４５６７８９ＡＢＣＤＥＦＧＨＩＪＫＬＭＮＯＰＱＲＳＴＵＶＷＸＹＺａｂｃｄｅｆｇｈｉｊｋｌｍｎｏｐｑｒｓｔｕｖｗｘｙｚ（）－／．：，　"
-RIC_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
-DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y年%m月%d日", "%Y.%m.%d", "%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S")
-TS_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M",
-              "%Y年%m月%d日 %H:%M:%S", "%Y年%m月%d日 %H时%M分%S秒")
-TRUE_WORDS = ("是", "Y", "YES", "TRUE", "T", "1", "有")
-FALSE_WORDS = ("否", "N", "NO", "FALSE", "F", "0", "无")
 
 
 @dataclass(frozen=True)
@@ -42,22 +39,17 @@ class Rule:
     mostly: float = 1.0  # fatal rules: the batch is published only if at least this share of rows passes
 
 
-def _in_list(expr: str, values: list[str]) -> str:
-    return f"{expr} IN ({', '.join(sql_str(v) for v in values)})"
-
-
 def _case_map(expr: str, mapping: dict[str, str]) -> str:
     whens = " ".join(f"WHEN {sql_str(k)} THEN {sql_str(v)}" for k, v in mapping.items() if k != v)
     return f"CASE {expr} {whens} ELSE {expr} END" if whens else expr
 
-
-RIC_FORMAT = PROVINCES + "[0-9]{15}[0-9X]"
 
 # Redaction of unclassified text (ragged records, unmapped columns): every digit becomes 9, every other
 # character *, except the delimiters that show how a record was cut (so a steward still sees "3 fields
 # where 7 were expected"). Nothing of a value survives but its length and digit positions.
 RAW_KEEP = ",;|\t\" "
 FULLWIDTH_DIGITS = "０１２３４５６７８９"
+ID_RUN_SQL = "[0-9]{9,}[0-9Xx]?"  # govlake.redaction.mask_ids in SQL: an ID number or a phone in a file name
 
 
 def redact_sql(d: Dialect, expr: str, keep: str = "") -> str:
@@ -74,130 +66,14 @@ def redact_text(value: object, keep: str = "") -> str | None:
     return "".join("9" if ch.isdecimal() else ch if ch in keep else "*" for ch in str(value))
 
 
-def ric_digits_column(column: str) -> str:
-    """The conform pass computes, per GB 11643 field, its 17 leading digits as one integer column."""
-    return f"n__{column}"
-
-
-def ric_digits(d: Dialect, s: str) -> str:
-    """The first 17 characters of a well-formed GB 11643 number as an integer, NULL when malformed.
-
-    Kept as a column so the check reads digits with integer arithmetic on a column reference: DuckDB does
-    not share subexpressions inside CASE or BETWEEN. Measured on 583k IDs, the check's share of the pass
-    went from 0.51 s (a digit list, and the birth date parsed twice under BETWEEN) to 0.32 s.
-    """
-    return f"CASE WHEN {d.regex_full(s, RIC_FORMAT)} THEN {d.try_cast(f'substr({s}, 1, 17)', 'BIGINT')} END"
-
-
-def ric_valid(d: Dialect, s: str, digits: str | None = None) -> str:
-    """GB 11643: format (province prefix), a real birth date not in the future, and the check character.
-
-    ``digits`` names the column holding ``ric_digits(s)`` where the conform pass computed it. Elsewhere
-    (unit tests, suites without a contract) the expression is inlined: correct, only slower, since the
-    engine then evaluates it once per reference.
-    """
-    digits = digits or f"({ric_digits(d, s)})"
-    hi, lo = d.int_div(digits, "100000000"), f"({digits} % 100000000)"  # 9 + 8 digits
-    total = f"{weighted_digits(d, hi, RIC_WEIGHTS[:9])} + {weighted_digits(d, lo, RIC_WEIGHTS[9:])}"
-    birth = f"({d.int_div(digits, '1000')} % 100000000)"
-    return (
-        f"({digits} IS NOT NULL AND {birth} >= 19000101 AND {birth} <= {d.date_digits(d.current_date())} "
-        f"AND {d.parse_date(f'substr({s}, 7, 8)', '%Y%m%d', digits=True)} IS NOT NULL "
-        f"AND substr('10X98765432', CAST(({total}) % 11 AS INTEGER) + 1, 1) = substr({s}, 18, 1))"
-    )
-
-
-def weighted_digits(d: Dialect, x: str, weights: tuple[int, ...]) -> str:
-    """Sum of digit * weight over the decimal digits of integer ``x`` (weights most significant first).
-
-    Telescoped: with f_k = x // 10^k, digit_k = f_k - 10 f_(k+1), so the sum is sum_k f_k (w_k - 10 w_(k-1)),
-    one integer division per digit instead of a division and a modulo.
-    """
-    wr = list(reversed(weights))  # wr[k]: weight of the digit worth 10^k
-    terms = [f"{x} * {wr[0]}"]
-    terms += [f"{d.int_div(x, str(10 ** k))} * ({wr[k] - 10 * wr[k - 1]})" for k in range(1, len(wr))]
-    return "(" + " + ".join(terms) + ")"
-
-
-def uscc_valid(d: Dialect, s: str) -> str:
-    """GB 32100: 8 digits, then the 31-character alphabet, and the mod-31 check character."""
-    alpha = sql_str(USCC_ALPHABET)
-    total = " + ".join(f"(instr({alpha}, substr({s}, {i + 1}, 1)) - 1) * {w}" for i, w in enumerate(USCC_WEIGHTS))
-    return (
-        f"({d.regex_full(s, '[0-9]{8}[0-9A-HJ-NPQRTUWXY]{10}')} "
-        f"AND substr({alpha}, ((31 - (({total}) % 31)) % 31) + 1, 1) = substr({s}, 18, 1))"
-    )
-
-
-def _literal(d: Dialect, value: object, typed_as: str | None) -> str:
-    if typed_as == "date":
-        return f"DATE {sql_str(str(value))}"
-    if typed_as == "timestamp":
-        return f"TIMESTAMP {sql_str(str(value))}"
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return repr(value)
-    return sql_str(str(value))
-
-
-def ri_view(check: Check) -> str:
-    """The relation holding the referenced keys of an existence check (registered by the conform job)."""
-    return "ri__" + "".join(ch if ch.isalnum() else "_" for ch in check.rule)
-
-
-def compile_check(d: Dialect, ck: Check, value, pid, reg: Registry, contract: Contract | None) -> str | None:
-    """SQL that is TRUE when a row fails ``ck``; NULL values pass every check but not-null (GX semantics).
+def compile_check(d: Dialect, ck: Check, value, pid, reg: Registry | None, contract: Contract | None) -> str | None:
+    """SQL that is TRUE when a row fails ``ck``: the check type's own SQL for this engine (govlake/checks.py).
 
     ``value(column, typed)`` names a column's standardized text (typed=False) or typed value (typed=True);
-    on gold tables both are the column itself. ``pid`` pseudonymizes a text expression.
+    on gold tables both are the column itself. ``pid`` pseudonymizes a text expression. ``reg`` is unused
+    (kept for callers); code lists are resolved when the suite is built.
     """
-    kw = ck.kwargs
-    t = ck.type
-    col = kw.get("column")
-    field_type = contract.field(col).type if contract is not None and col and col != "_raw" else None
-    s = value(col, False) if col else None
-    v = value(col, True) if col else None
-    if t == "expect_column_values_to_not_be_null":
-        return f"{s} IS NULL" + (" AND _raw IS NULL" if contract is not None else "")
-    if t == "expect_column_values_to_be_null":
-        return f"{s} IS NOT NULL"
-    if t == "expect_column_values_to_be_castable_to_type":
-        return f"{s} IS NOT NULL AND {v} IS NULL"
-    if t == "expect_column_values_to_match_regex":
-        return f"{s} IS NOT NULL AND NOT {d.regex_search(s, kw['regex'])}"
-    if t == "expect_column_values_to_not_match_regex":
-        # Cheap prefilter for the Excel-number pattern: a value without an exponent letter cannot match.
-        guard = f"({s} LIKE '%E%' OR {s} LIKE '%e%') AND " if kw["regex"] == EXCEL_NUMBER else ""
-        return f"{s} IS NOT NULL AND {guard}{d.regex_search(s, kw['regex'])}"
-    if t == "expect_column_values_to_be_in_set":
-        return f"{s} IS NOT NULL AND NOT {_in_list(s, [str(x) for x in kw['value_set']])}"
-    if t == "expect_column_values_to_be_valid_cn_ric":
-        digits = ric_digits_column(col) if contract is not None else None  # the conform pass computes it
-        return f"{s} IS NOT NULL AND NOT {ric_valid(d, s, digits)}"
-    if t == "expect_column_values_to_be_valid_cn_uscc":
-        return f"{s} IS NOT NULL AND NOT {uscc_valid(d, s)}"
-    if t == "expect_column_values_to_be_between":
-        conds = []
-        if kw.get("min_value") is not None:
-            conds.append(f"{v} {'<=' if kw.get('strict_min') else '<'} {_literal(d, kw['min_value'], field_type)}")
-        if kw.get("max_value") is not None:
-            conds.append(f"{v} {'>=' if kw.get('strict_max') else '>'} {_literal(d, kw['max_value'], field_type)}")
-        return f"coalesce({' OR '.join(conds)}, FALSE)" if conds else None
-    if t == "expect_column_values_to_not_be_in_future":
-        return f"coalesce({v} > {d.current_date() if field_type != 'timestamp' else 'current_timestamp'}, FALSE)"
-    if t == "expect_column_pair_values_a_to_be_greater_than_b":
-        a, b = value(kw["column_A"], True), value(kw["column_B"], True)
-        op = "<" if kw.get("or_equal") else "<="
-        return f"coalesce({a} {op} {b}, FALSE)"
-    if t == "expect_column_values_to_exist_in_dataset":
-        f = contract.field(col) if contract is not None else None
-        probe = pid(s) if f is not None and f.hidden else s
-        return f"{s} IS NOT NULL AND {probe} NOT IN (SELECT v FROM {ri_view(ck)})"
-    if t == "expect_column_values_to_be_unique":
-        return f"{s} IS NOT NULL AND count(*) OVER (PARTITION BY {s}) > 1"
-    if t == "expect_compound_columns_to_be_unique":
-        cols = ", ".join(value(c, False) for c in kw["column_list"])
-        return f"count(*) OVER (PARTITION BY {cols}) > 1"
-    raise ConfigError(f"期望类型 {t} 不能按行求值", hint="批次级规则由校验作业处理")
+    return check_type(ck.type).sql(Operands(d, value, pid, contract), ck)
 
 
 class CompiledContract:
@@ -225,7 +101,7 @@ class CompiledContract:
         if "upper" in steps:
             e = f"upper({e})"
         if "district_code" in steps:  # names are Chinese: ASCII values are codes already
-            e = f"CASE WHEN {self.d.is_ascii(e)} THEN {e} ELSE {_case_map(e, self.reg.code_list('gb2260_guangzhou').lookup())} END"
+            e = f"CASE WHEN {self.d.is_ascii(e)} THEN {e} ELSE {_case_map(e, self.reg.district_codes.lookup())} END"
         if "code_label" in steps and f.codes:
             e = _case_map(e, self.reg.code_list(f.codes).lookup())
         if f.type in ("integer", "decimal"):
@@ -290,18 +166,36 @@ class CompiledContract:
         return f"CASE WHEN {s} IS NULL THEN NULL ELSE {out} END"
 
     def shown(self, f: Field, text: str) -> str:
-        """What quarantine keeps of a field: masked PII masked; personal fields without a mask (birth date,
-        gender) only when the value is what the contract expects (a valid code, a value that types), else
-        its redacted shape; a value the contract calls non-personal as it is."""
+        """What quarantine keeps of a field. Masked PII masked. Any other field only when its value is what the
+        contract expects (it breaks none of the field's own rules; personal fields: a valid code, a value that
+        types), else its redacted shape: a department that shifts its columns puts names and ID numbers under
+        申领渠道 or 签发日期, and a value that fails its field's rules is unclassified text. Free text the contract
+        declares non-personal is kept, with ID- and phone-like digit runs masked."""
         if f.hidden:
             return self.mask(f, text)
         if not f.is_pii:
-            return text
+            # Valid for the field's own rules (type, code list, format check): shown; else only its shape.
+            # A field with no rule at all is free text: ID- and phone-like digit runs are masked.
+            own = self._field_rules().get(f.name)
+            if not own:
+                return self.d.replace_all(text, f"[0-9{FULLWIDTH_DIGITS}]{{11,}}", "###########")
+            ok = " AND ".join(f"NOT array_contains(_failures, {sql_str(name)})" for name in own)
+            return f"CASE WHEN {ok} THEN {text} ELSE {redact_sql(self.d, text)} END"
         if f.codes:
             ok = _in_list(f"s__{f.name}", self.reg.code_list(f.codes).values)
         else:
             ok = f"t__{f.name} IS NOT NULL"
         return f"CASE WHEN {ok} THEN {text} ELSE {redact_sql(self.d, text)} END"
+
+    def _field_rules(self) -> dict[str, list[str]]:
+        """Field -> names of the error rules that judge it alone (what lands in ``_failures``)."""
+        if not hasattr(self, "_by_field"):
+            by_field: dict[str, list[str]] = {}
+            for r in self.rules():
+                if r.field and r.severity == "error":
+                    by_field.setdefault(r.field, []).append(r.name)
+            self._by_field = by_field
+        return self._by_field
 
     def pid(self, s: str) -> str:
         return self.d.hmac_hex(s, self.key)  # NULL in, NULL out
@@ -347,10 +241,19 @@ class CompiledContract:
     def typed_sql(self, std_source: str, fields: set[str] | None = None) -> str:
         """Stage 2a: the typed value of every field (t__<name>) beside the standardized text."""
         typed = [f"{self.typed(f, f's__{f.name}')} AS t__{f.name}" for f in self._fields(fields)]
-        ric = {ck.column for ck in self.suite.row_checks() if ck.type == "expect_column_values_to_be_valid_cn_ric"}
-        typed += [f"{ric_digits(self.d, f's__{f.name}')} AS {ric_digits_column(f.name)}"
-                  for f in self._fields(fields) if f.name in ric]
+        typed += [f"{expr} AS {name}" for expr, name in self._pass_columns(fields)]
         return f"SELECT *, {', '.join(typed)} FROM {std_source} b"
+
+    def _pass_columns(self, fields: set[str] | None) -> list[tuple[str, str]]:
+        """Helper columns the suite's check types compute once in the typed stage (e.g. the 17 digits of a
+        GB 11643 number), per field in field order, each once."""
+        out: dict[str, str] = {}
+        for f in self._fields(fields):
+            for ck in self.suite.row_checks():
+                if ck.column == f.name:
+                    for expr, name in ck.kind.pass_columns(self.d, ck, f"s__{f.name}"):
+                        out.setdefault(name, expr)
+        return [(expr, name) for name, expr in out.items()]
 
     def checked_sql(self, std_source: str) -> str:
         """Stage 2: typed values (t__<name>) and the names of the rules each row fails: ``_failures``
@@ -439,4 +342,4 @@ class CompiledContract:
         # ``_extra`` is carried as delivered and redacted value by value (its keys kept) by the conform job.
         return self.field_pairs("s__") + [(failures, "_failures"), (self.key_text("quarantine"), "_key"),
                                           (self.record_json(), "_record"), (redact_sql(self.d, "_raw", RAW_KEEP), "_raw"),
-                                          ("_extra", "_extra"), ("_source_file", "_source_file")]
+                                          ("_extra", "_extra"), (self.d.replace_all("_source_file", ID_RUN_SQL, "#########"), "_source_file")]

@@ -12,18 +12,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from govlake.context import Context
-from govlake.engine.base import Engine, sql_str
-from govlake.jobs.ingest.bronze import BATCHES
-from govlake.lake import writer_properties
+from govlake.contracts import Contract
+from govlake.engine.base import Engine, Piece, Staged, sql_str
 from govlake.jobs.conform.rules import RAW_KEEP, CompiledContract, redact_text, ri_view
 from govlake.jobs.quality.suites import Check, Suite, silver_suite
 from govlake.jobs.quality.validate import (
@@ -37,8 +36,10 @@ from govlake.jobs.quality.validate import (
     write_results,
 )
 from govlake.security import pseudonym_key
+from govlake.status import BatchStatus
+from govlake.tables import CONFORM_BATCHES, INGEST_BATCHES, QUARANTINE, SILVER, VALIDATION_RESULTS
+from govlake.redaction import scrub
 
-ACCOUNTING = "conform_batches"
 
 
 @dataclass
@@ -61,13 +62,13 @@ class ConformResult:
 
 def pending_batches(ctx: Context, dataset: str) -> list[str]:
     """Ingested batches of the dataset that have not been conformed yet, in delivery order."""
-    if not ctx.lake.exists("meta", BATCHES):
+    if not ctx.lake.exists(*INGEST_BATCHES.ref):
         return []
     done: set[str] = set()
-    if ctx.lake.exists("meta", ACCOUNTING):
-        done = set(ctx.lake.read("meta", ACCOUNTING, columns=["batch_id"], filter_sql=f"dataset = {sql_str(dataset)}")
+    if ctx.lake.exists(*CONFORM_BATCHES.ref):
+        done = set(ctx.lake.read(*CONFORM_BATCHES.ref, columns=["batch_id"], filter_sql=f"dataset = {sql_str(dataset)}")
                    .column("batch_id").to_pylist())
-    t = ctx.lake.read("meta", BATCHES, columns=["batch_id", "ingested_at"],
+    t = ctx.lake.read(*INGEST_BATCHES.ref, columns=["batch_id", "ingested_at"],
                       filter_sql=f"status = 'ingested' AND dataset = {sql_str(dataset)}")
     rows = sorted(t.to_pylist(), key=lambda r: r["ingested_at"])
     return [r["batch_id"] for r in rows if r["batch_id"] not in done]
@@ -87,13 +88,13 @@ def conform(ctx: Context, engine: Engine, dataset: str, *, rules: bool = True, r
     lin = ctx.lineage
     bronze = DatasetRef("bronze", dataset)
     silver, quarantine = lin.table("silver", dataset), lin.table("quarantine", dataset)
-    outputs = [silver, quarantine, DatasetRef("meta", ACCOUNTING), DatasetRef("meta", "validation_results")]
+    outputs = [silver, quarantine, DatasetRef(*CONFORM_BATCHES.ref), DatasetRef(*VALIDATION_RESULTS.ref)]
     with lin.run(f"conform.{dataset}", [bronze], outputs, engine=engine.name,
                  description=f"标准化、校验与假名化：bronze.{dataset} → silver.{dataset} / quarantine.{dataset}") as ol:
         result = _conform(ctx, engine, dataset, batches, rules, run_id)
         silver.rows, quarantine.rows = result.silver_rows, result.quarantined
         bronze.assertions = assertions(result.outcomes)
-        ol.output("meta", ACCOUNTING).rows = len(batches)
+        ol.output(*CONFORM_BATCHES.ref).rows = len(batches)
     return result
 
 
@@ -111,115 +112,177 @@ def assertions(outcomes: list[dict]) -> list[dict]:
             for a in by_rule.values()]
 
 
+@dataclass
+class ConformRun:
+    """What every step of one conform run shares (fixed before the first row is read)."""
+
+    dataset: str
+    contract: Contract
+    batches: list[str]
+    rules: bool
+    run_id: str
+    batch_key: str
+    in_batches: str
+    suite: Suite
+    unchecked: list[Check]
+    cc: CompiledContract
+    commit: Any
+    excused: Any
+
+
 def _conform(ctx: Context, engine: Engine, dataset: str, batches: list[str], rules: bool, run_id: str | None) -> ConformResult:
+    run = prepare(ctx, engine, dataset, batches, rules, run_id)
+    audit = batch_rule_outcomes(ctx, run.suite, dataset, batches)  # batch rules (from the ingest log), judged first
+    excuse(audit, run.excused)
+    held = audit.held()
+    split, fatal = write_silver(ctx, engine, run, held)
+    for b in batches:
+        audit.outcomes[b] += fatal.outcomes.get(b, [])
+    # Quarantine: the failing rows as the pass set them aside; replaces an earlier attempt's rows.
+    if split.quarantine_rows or (rules and not ctx.lake.exists("quarantine", dataset)):
+        write_quarantine(ctx, dataset, split.quarantine_table(), run.in_batches, run.commit, run.contract.title,
+                         run.cc.private_columns())
+    resolved = resolve_quarantine(ctx, engine, run.cc, dataset, batches)
+    outcomes = run_outcomes(ctx, run, split, audit) if rules else []
+    rows = write_books(ctx, engine, run, split, held, outcomes)
+    result = ConformResult(dataset=dataset, batches=batches, held=sorted(held), resolved=resolved, outcomes=outcomes)
+    for field_ in ("bronze_rows", "silver_rows", "quarantined", "superseded", "warned"):
+        setattr(result, field_, sum(r[field_] for r in rows))
+    drop_views(engine, run.suite)
+    return result
+
+
+def prepare(ctx: Context, engine: Engine, dataset: str, batches: list[str], rules: bool, run_id: str | None) -> ConformRun:
+    """Register the pending bronze rows and the referenced keys, compile the contract with this run's suite."""
     contract = ctx.contract(dataset)
-    result = ConformResult(dataset=dataset)
-    result.batches = batches
-    d = engine.dialect
     suite = silver_suite(ctx, dataset) if rules else Suite(f"silver.{dataset}", (), "")
     in_batches = f"_batch_id IN ({', '.join(sql_str(b) for b in batches)})"
     engine.register_delta("bronze_src", "bronze", dataset)
     engine.execute(f"CREATE OR REPLACE TEMP VIEW pending AS SELECT * FROM bronze_src WHERE {in_batches}")
     suite, unchecked = register_references(ctx, engine, suite)
-    cc = CompiledContract(contract, ctx.registry, d, pseudonym_key(ctx.settings), suite)
+    cc = CompiledContract(contract, ctx.registry, engine.dialect, pseudonym_key(ctx.settings), suite)
     batch_key = hashlib.sha256("|".join(batches).encode()).hexdigest()[:16]
     run_id = run_id or batch_key
-    commit = ctx.lake.commit(job="conform", run_id=run_id, batches=batches)
+    return ConformRun(dataset=dataset, contract=contract, batches=batches, rules=rules, run_id=run_id,
+                      batch_key=batch_key, in_batches=in_batches, suite=suite, unchecked=unchecked, cc=cc,
+                      commit=ctx.lake.commit(job="conform", run_id=run_id, batches=batches),
+                      excused=waived(ctx, dataset))
 
-    # Write, audit, publish. Batch rules (from the ingest log) are judged before the pass; fatal row rules
-    # are counted while the rows stream, and if a batch fails one the stream is aborted before the Delta
-    # commit (nothing published), the batch is held and the pass re-runs with it held.
-    audit = batch_rule_outcomes(ctx, suite, dataset, batches)
-    excused = waived(ctx, dataset)
-    excuse(audit, excused)
-    held = audit.held()
 
-    # Keys delivered more than once in these batches: only their rows need ranking. The stream carries a
-    # 64-bit hash of each row's key, looked up in Arrow: as a join in the engine, every slice rebuilt it
-    # (0.3 s per 500k-row slice at 10 million rows). A hash collision only sends a row through the ranking,
-    # where it wins alone; a repeated key always matches.
-    raw_key = dup_key_text([cc.std(contract.field(k), d.ident(k)) for k in contract.key])
-    dup_hashes = engine.fetch(f"SELECT {d.hash64('_dk')} AS h FROM (SELECT {raw_key} AS _dk FROM pending) x "
-                              f"GROUP BY _dk HAVING count(*) > 1").column("h")
-    std_key = d.hash64(dup_key_text([f"s__{k}" for k in contract.key]))
-
-    fatal = BatchAudit({b: [] for b in batches})  # the fatal row rules, as judged by the last gate
-
-    def gate(split: StreamSplit) -> dict[str, list[str]]:
-        """Batches that must be held now that every row has been counted (and were not already)."""
-        fatal.outcomes = {b: [] for b in batches}
-        add_fatal_row_outcomes(fatal, suite, {b: c["bronze_rows"] for b, c in split.counts.items()}, split.rule_totals())
-        excuse(fatal, excused)
-        return {b: r for b, r in fatal.held().items() if b not in held}
-
+def write_silver(ctx: Context, engine: Engine, run: ConformRun, held: dict[str, list[str]]) -> tuple["SplitResult", BatchAudit]:
+    """Write, audit, publish. The pass is staged (files written, nothing committed), the fatal row rules are
+    judged on its counts, and it is published, or, when a batch failed one, discarded and staged again with
+    that batch held (its rows then go to quarantine). ``held`` is updated in place."""
+    dup_hashes = repeated_key_hashes(engine, run)
+    merge = ctx.lake.exists("silver", run.dataset)
     while True:
-        held_flag = f"CASE WHEN _batch_id IN ({', '.join(map(sql_str, held))}) THEN 1 ELSE 0 END" if held else "0"
-        failures = "_failures"
-        if held:
-            whens = " ".join(f"WHEN _batch_id = {sql_str(b)} THEN {d.array([sql_str('batch:' + r) for r in rules_])}"
-                             for b, rules_ in held.items())
-            failures = d.array_concat("_failures", f"CASE {whens} ELSE {d.array([])} END")
-        quarantine_cols = [f"CASE WHEN _nfail > 0 THEN {e} END AS _q_{n}" for e, n in cc.quarantine_exprs(failures)] \
-            if rules else []
-        stream_sql = cc.silver_select(
-            f"(SELECT *, {d.array_len('_failures')} + {held_flag} AS _nfail, {std_key} AS _dk "
-            f"FROM ({cc.conform_sql('pending', raw=rules)}) c) r",
-            extra=["_nfail", "_dk", "_failures", "_fatal", *quarantine_cols],
-        )
-        split = StreamSplit(engine, stream_sql, cc, dup_hashes, gate if rules else None)
-        try:
-            if ctx.lake.exists("silver", dataset):
-                engine.lake.merge("silver", dataset, split.reader(), cc.key_columns(),
-                                  update_if="s._ingested_at >= t._ingested_at", commit=commit, private=cc.private_columns())
-            else:
-                engine.lake.overwrite("silver", dataset, split.reader(), commit=commit, private=cc.private_columns(),
-                                      description=f"{contract.title}（标准层：类型化、标准化、个人信息假名化，每个业务主键一行）")
+        staged, split = stage_silver(engine, run, dup_hashes, held, merge)
+        fatal = judge_fatal(run, split)
+        newly = {b: r for b, r in fatal.held().items() if b not in held}
+        if not newly:
             break
-        except Exception:
-            if not split.newly_held:
-                raise
-            held.update(split.newly_held)  # nothing was committed: run the pass again with these batches held
-    for b in batches:
-        audit.outcomes[b] += fatal.outcomes.get(b, [])
-    result.held = sorted(held)
+        engine.discard(staged)
+        held.update(newly)
+    engine.add_rows(staged, split.winners)
+    engine.publish(staged, keys=run.cc.key_columns(), update_if="s._ingested_at >= t._ingested_at", commit=run.commit,
+                   description=SILVER.description(run.contract.title))
+    return split, fatal
 
-    # Quarantine: the failing rows as the pass set them aside; replaces an earlier attempt's rows.
-    if split.quarantine_rows or (rules and not ctx.lake.exists("quarantine", dataset)):
-        write_quarantine(ctx, dataset, split.quarantine_table(), in_batches, commit, contract.title, cc.private_columns())
-    result.resolved = resolve_quarantine(ctx, engine, cc, dataset, batches)
 
-    # The validation record and the books, per batch; written last so a crash re-runs the batches idempotently.
+def repeated_key_hashes(engine: Engine, run: ConformRun) -> pa.ChunkedArray:
+    """64-bit hashes of the keys delivered more than once in the pending batches: only their rows need ranking.
+
+    The stream carries each row's key hash, looked up in Arrow: as a join in the engine, every slice rebuilt
+    it (0.3 s per 500k-row slice at 10 million rows). A hash collision only sends a row through the ranking,
+    where it wins alone; a repeated key always matches."""
+    d, key = engine.dialect, run.contract.key
+    raw_key = dup_key_text([run.cc.std(run.contract.field(k), d.ident(k)) for k in key])
+    return engine.fetch(f"SELECT {d.hash64('_dk')} AS h FROM (SELECT {raw_key} AS _dk FROM pending) x "
+                        f"GROUP BY _dk HAVING count(*) > 1").column("h")
+
+
+def stream_sql(engine: Engine, run: ConformRun, held: dict[str, list[str]]) -> str:
+    """The one conform pass over the pending rows: silver's columns plus what the split needs (failure
+    count, key hash, rule lists, the quarantine layout for failing rows). Held batches' rows fail."""
+    d, cc = engine.dialect, run.cc
+    held_flag = f"CASE WHEN _batch_id IN ({', '.join(map(sql_str, held))}) THEN 1 ELSE 0 END" if held else "0"
+    failures = "_failures"
+    if held:
+        whens = " ".join(f"WHEN _batch_id = {sql_str(b)} THEN {d.array([sql_str('batch:' + r) for r in rules_])}"
+                         for b, rules_ in held.items())
+        failures = d.array_concat("_failures", f"CASE {whens} ELSE {d.array([])} END")
+    quarantine_cols = [f"CASE WHEN _nfail > 0 THEN {e} END AS _q_{n}" for e, n in cc.quarantine_exprs(failures)] \
+        if run.rules else []
+    std_key = d.hash64(dup_key_text([f"s__{k}" for k in run.contract.key]))
+    return cc.silver_select(
+        f"(SELECT *, {d.array_len('_failures')} + {held_flag} AS _nfail, {std_key} AS _dk "
+        f"FROM ({cc.conform_sql('pending', raw=run.rules)}) c) r",
+        extra=["_nfail", "_dk", "_failures", "_fatal", *quarantine_cols],
+    )
+
+
+def stage_silver(engine: Engine, run: ConformRun, dup_hashes: pa.ChunkedArray, held: dict[str, list[str]],
+                 merge: bool) -> tuple[Staged, "SplitResult"]:
+    """One pass, staged: the engine runs it, the split sorts every batch where it is computed, the silver
+    rows become data files and the rest comes back to this process (few rows)."""
+    sql = stream_sql(engine, run, held)
+    split = RowSplit.for_stream(engine.fetch(f"SELECT * FROM ({sql}) s LIMIT 0").schema, dup_hashes)
+    staged = engine.stage("silver", run.dataset, sql, split, schema=split.out_schema, side_schemas=split.side_schemas(),
+                          private=run.cc.private_columns(), slices=pending_slices(engine), merge=merge)
+    return staged, SplitResult(engine, run.cc, split, staged.sides)
+
+
+def pending_slices(engine: Engine) -> list[str]:
+    sizes = engine.fetch("SELECT _batch_id AS b, max(_row_number) AS n FROM pending GROUP BY _batch_id "
+                         "ORDER BY _batch_id").to_pylist()
+    return slice_filters([(r["b"], r["n"] or 0) for r in sizes], SLICE_ROWS)
+
+
+def judge_fatal(run: ConformRun, split: "SplitResult") -> BatchAudit:
+    """The fatal row rules, judged on the counts of a whole pass (nothing is published before this)."""
+    fatal = BatchAudit({b: [] for b in run.batches})
+    if run.rules:
+        add_fatal_row_outcomes(fatal, run.suite, {b: c["bronze_rows"] for b, c in split.counts.items()},
+                               split.rule_totals())
+        excuse(fatal, run.excused)
+    return fatal
+
+
+def write_books(ctx: Context, engine: Engine, run: ConformRun, split: "SplitResult", held: dict[str, list[str]],
+                outcomes: list[dict]) -> list[dict]:
+    """The validation record and the books, per batch; written last so a crash re-runs the batches idempotently."""
     now = datetime.now(timezone.utc)
     rows = [dict(batch_id=b, bronze_rows=0, silver_rows=0, quarantined=0, superseded=0, warned=0, repeats=0,
-                 status="held" if b in held else "published", held_by=json.dumps(held.get(b, []), ensure_ascii=False))
-            for b in batches]
+                 status=BatchStatus.HELD if b in held else BatchStatus.PUBLISHED, held_by=json.dumps(held.get(b, []), ensure_ascii=False))
+            for b in run.batches]
     by_id = {r["batch_id"]: r for r in rows}
     for bid, counts in split.counts.items():
         for k, v in counts.items():
             by_id[bid][k] += v
     acc = pa.Table.from_pylist(
-        [{**r, "dataset": dataset, "run_id": run_id, "engine": engine.name, "conformed_at": now} for r in rows],
-        schema=ACCOUNTING_SCHEMA,
+        [{**r, "dataset": run.dataset, "run_id": run.run_id, "engine": engine.name, "conformed_at": now} for r in rows],
+        schema=CONFORM_BATCHES.schema,
     )
-    if rules:
-        nodes = {r["batch_id"]: r["node"] for r in batch_log(ctx, dataset)}
-        outcomes = row_outcomes(cc, split, batches, unchecked)
-        results = [o.row(run_id=run_id, layer="silver", suite=suite.name, dataset=dataset, batch_id=b, node=nodes.get(b))
-                   for b in batches for o in outcomes.get(b, []) + audit.outcomes.get(b, [])]
-        result.outcomes = results
-        write_results(ctx, results, replace=f"dataset = {sql_str(dataset)} AND layer = 'silver' AND "
-                                             f"{in_batches.replace('_batch_id', 'batch_id')}")
-    ctx.lake.append("meta", ACCOUNTING, acc, commit=ctx.lake.commit(f"govlake-conform-{dataset}-{batch_key}"))
-    for r in rows:
-        result.bronze_rows += r["bronze_rows"]
-        result.silver_rows += r["silver_rows"]
-        result.quarantined += r["quarantined"]
-        result.superseded += r["superseded"]
-        result.warned += r["warned"]
+    if run.rules:
+        write_results(ctx, outcomes, replace=f"dataset = {sql_str(run.dataset)} AND layer = 'silver' AND "
+                              f"{run.in_batches.replace('_batch_id', 'batch_id')}")
+    ctx.lake.append(*CONFORM_BATCHES.ref, acc, commit=ctx.lake.commit(f"govlake-conform-{run.dataset}-{run.batch_key}"))
+    return rows
+
+
+def run_outcomes(ctx: Context, run: ConformRun, split: "SplitResult", audit: BatchAudit) -> list[dict]:
+    """This run's validation record (meta.validation_results rows): row rules, then batch and fatal rules."""
+    nodes = {r["batch_id"]: r["node"] for r in batch_log(ctx, run.dataset)}
+    outcomes = row_outcomes(run.cc, split, run.batches, run.unchecked)
+    return [o.row(run_id=run.run_id, layer="silver", suite=run.suite.name, dataset=run.dataset, batch_id=b,
+                  node=nodes.get(b))
+            for b in run.batches for o in outcomes.get(b, []) + audit.outcomes.get(b, [])]
+
+
+def drop_views(engine: Engine, suite: Suite) -> None:
     for view in ("pending", "bronze_src", *(ri_view(c) for c in suite.row_checks()
-                                                       if c.type == "expect_column_values_to_exist_in_dataset")):
+                                            if c.type == "expect_column_values_to_exist_in_dataset")):
         engine.drop(view)
-    return result
 
 
 def register_references(ctx: Context, engine: Engine, suite: Suite) -> tuple[Suite, list[Check]]:
@@ -248,7 +311,7 @@ def register_references(ctx: Context, engine: Engine, suite: Suite) -> tuple[Sui
     return Suite(suite.name, tuple(keep), suite.digest), unchecked
 
 
-def row_outcomes(cc: CompiledContract, split: "StreamSplit", batches: list[str], unchecked: list[Check]) -> dict[str, list]:
+def row_outcomes(cc: CompiledContract, split: "SplitResult", batches: list[str], unchecked: list[Check]) -> dict[str, list]:
     """Per batch, the outcome of every error and warn row rule (counts gathered while the rows streamed)."""
     counts = split.rule_totals()
     out: dict[str, list] = {}
@@ -268,7 +331,7 @@ def write_quarantine(ctx: Context, dataset: str, table: pa.Table, in_batches: st
     """Replace the quarantined rows of these batches (an earlier attempt's rows go) in one transaction."""
     exists = ctx.lake.exists("quarantine", dataset)
     ctx.lake.overwrite("quarantine", dataset, table, predicate=in_batches if exists else None, commit=commit,
-                       private=private, description=f"{title}（隔离区：未通过校验的行及其全部失败规则）")
+                       private=private, description=QUARANTINE.description(title))
 
 
 QUARANTINE_KEEP = ("_batch_id", "_node", "_row_number", "_ingested_at")
@@ -304,88 +367,62 @@ def slice_filters(batches: list[tuple[str, int]], size: int) -> list[str]:
         out.append(f"_batch_id IN ({', '.join(map(sql_str, group))})")
     return out
 
-ACCOUNTING_SCHEMA = pa.schema([
-    ("batch_id", pa.string()), ("bronze_rows", pa.int64()), ("silver_rows", pa.int64()), ("quarantined", pa.int64()),
-    ("superseded", pa.int64()), ("warned", pa.int64()), ("repeats", pa.int64()), ("status", pa.string()), ("held_by", pa.string()),
-    ("dataset", pa.string()), ("run_id", pa.string()), ("engine", pa.string()),
-    ("conformed_at", pa.timestamp("us", tz="UTC")),
-])
 
 
-class BatchesHeld(Exception):
-    """Raised inside the silver stream to abort its Delta commit when a batch fails a fatal rule."""
+STREAM_ONLY = ("_nfail", "_dk", "_failures", "_fatal")  # columns of the pass that silver does not keep
+COUNTS_SCHEMA = pa.schema([("batch_id", pa.string()), ("field", pa.string()), ("n", pa.int64())])
+FLAGS_SCHEMA = pa.schema([("batch_id", pa.string()), ("rule", pa.string()), ("n", pa.int64())])
+COUNT_FIELDS = ("bronze_rows", "silver_rows", "quarantined", "superseded", "warned", "repeats")
 
 
-class StreamSplit:
-    """Splits the one conform stream: valid rows flow on to silver, failing rows and rows of repeated keys
-    are set aside (they are few) and the repeated keys' winners are appended at the end of the stream, so
-    silver gets exactly one row per key in a single transaction. Counts are kept per batch as rows pass.
-    """
+@dataclass
+class RowSplit:
+    """Splits each batch of the conform pass: valid rows go on to silver; failing rows (for quarantine) and
+    rows of repeated keys (ranked later, on the driver) are set aside as side outputs, with the counts per
+    batch. A pure function of the batch, so the engine runs it wherever it computes the pass (this
+    process, or Spark's executors). Filters copy every column they keep: each takes only the columns it
+    needs, and the passing rows (nearly all) are filtered once."""
 
-    def __init__(self, engine: Engine, sql: str, cc: CompiledContract, dup_hashes: pa.ChunkedArray,
-                 gate: Callable[["StreamSplit"], dict[str, list[str]]] | None = None) -> None:
-        self.engine = engine
-        self.sql = sql
-        self.cc = cc
-        self.dup_hashes = np.unique(dup_hashes.to_numpy())  # sorted hashes of the keys delivered more than once
-        self.gate = gate
-        self.newly_held: dict[str, list[str]] = {}
-        self.counts: dict[str, dict[str, int]] = {}
-        self._failed: list[pa.RecordBatch] = []
-        self._dups: list[pa.RecordBatch] = []
-        self._flag_counts: Counter[tuple[str, str]] = Counter()
-        self.schema: pa.Schema | None = None
+    dup_hashes: np.ndarray  # sorted hashes of the keys delivered more than once
+    out_schema: pa.Schema
+    q_schema: pa.Schema
 
-    def _count(self, batch_ids: pa.Array, field: str) -> None:
-        if len(batch_ids) == 0:
-            return
-        vc = pc.value_counts(batch_ids)
-        for item in vc.to_pylist():
-            c = self.counts.setdefault(item["values"], dict(bronze_rows=0, silver_rows=0, quarantined=0, superseded=0, warned=0, repeats=0))
-            c[field] += item["counts"]
+    @classmethod
+    def for_stream(cls, schema: pa.Schema, dup_hashes: pa.ChunkedArray) -> "RowSplit":
+        out = pa.schema([f for f in schema if f.name not in STREAM_ONLY and not f.name.startswith("_q_")])
+        q = pa.schema([f for f in schema if f.name.startswith("_q_") or f.name in QUARANTINE_KEEP])
+        return cls(np.unique(dup_hashes.to_numpy()), out, q)
 
-    def _batches(self):
-        schema = self.engine.fetch(f"SELECT * FROM ({self.sql}) s LIMIT 0").schema
-        out_schema = pa.schema([f for f in schema if f.name not in ("_nfail", "_dk", "_failures", "_fatal")
-                                and not f.name.startswith("_q_")])
-        self.schema = out_schema
-        self.q_schema = pa.schema([f for f in schema if f.name.startswith("_q_") or f.name in QUARANTINE_KEEP])
-        yield out_schema
-        sizes = self.engine.fetch("SELECT _batch_id AS b, max(_row_number) AS n FROM pending GROUP BY _batch_id "
-                                  "ORDER BY _batch_id").to_pylist()
-        for b in self.engine.sliced(self.sql, slice_filters([(r["b"], r["n"] or 0) for r in sizes], SLICE_ROWS)):
-            # Filters copy every column they keep: each takes only the columns it needs, and the passing
-            # rows (nearly all) are filtered once.
-            self._count(b.column("_batch_id"), "bronze_rows")
-            for col in ("_fatal", "_warnings"):  # per-rule counts over every row of the batch
-                flagged = b.select(["_batch_id", col]).filter(pc.greater(pc.list_value_length(b.column(col)), 0))
-                self._flag_counts.update(_flat_counts(flagged.column("_batch_id"), flagged.column(col)))
-            failed = pc.greater(b.column("_nfail"), 0)
-            repeated = self._repeated(b.column("_dk"))
-            dup = pc.and_not(repeated, failed)
-            if pc.any(failed).as_py():
-                bad = b.select(self.q_schema.names).filter(failed)
-                self._failed.append(bad)
-                self._count(bad.column("_batch_id"), "quarantined")
-            set_aside = pc.or_(failed, repeated)
-            b = b.select(out_schema.names)
-            if pc.any(dup).as_py():
-                self._dups.append(b.filter(dup))  # only what silver keeps
-            if pc.any(set_aside).as_py():
-                b = b.filter(pc.invert(set_aside))
-            self._count(b.column("_batch_id"), "silver_rows")
-            warned = pc.greater(pc.list_value_length(b.column("_warnings")), 0)
-            self._count(b.column("_batch_id").filter(warned), "warned")
-            yield b
-        if self._dups:
-            winners = self._rank_dups(pa.Table.from_batches(self._dups))
-            self._count(winners.column("_batch_id"), "silver_rows")
-            for b in winners.to_batches():
-                yield b.select(out_schema.names)
-        if self.gate is not None:
-            self.newly_held = self.gate(self)
-            if self.newly_held:  # abort before the consumer can commit: nothing of this pass is published
-                raise BatchesHeld(sorted(self.newly_held))
+    def side_schemas(self) -> dict[str, pa.Schema]:
+        return {"quarantine": self.q_schema, "repeats": self.out_schema, "counts": COUNTS_SCHEMA, "flags": FLAGS_SCHEMA}
+
+    def __call__(self, b: pa.RecordBatch) -> Piece:
+        counts: list[dict] = []
+        _tally(counts, b.column("_batch_id"), "bronze_rows")
+        flags: Counter[tuple[str, str]] = Counter()
+        for col in ("_fatal", "_warnings"):  # per-rule counts over every row of the batch
+            flagged = b.select(["_batch_id", col]).filter(pc.greater(pc.list_value_length(b.column(col)), 0))
+            flags.update(_flat_counts(flagged.column("_batch_id"), flagged.column(col)))
+        failed = pc.greater(b.column("_nfail"), 0)
+        repeated = self._repeated(b.column("_dk"))
+        sides: dict[str, pa.RecordBatch] = {}
+        if pc.any(failed).as_py():
+            sides["quarantine"] = b.select(self.q_schema.names).filter(failed)
+            _tally(counts, sides["quarantine"].column("_batch_id"), "quarantined")
+        rows = b.select(self.out_schema.names)
+        dup = pc.and_not(repeated, failed)
+        if pc.any(dup).as_py():
+            sides["repeats"] = rows.filter(dup)  # only what silver keeps
+        set_aside = pc.or_(failed, repeated)
+        if pc.any(set_aside).as_py():
+            rows = rows.filter(pc.invert(set_aside))
+        _tally(counts, rows.column("_batch_id"), "silver_rows")
+        warned = pc.greater(pc.list_value_length(rows.column("_warnings")), 0)
+        _tally(counts, rows.column("_batch_id").filter(warned), "warned")
+        sides["counts"] = pa.RecordBatch.from_pylist(counts, schema=COUNTS_SCHEMA)
+        sides["flags"] = pa.RecordBatch.from_pylist([{"batch_id": bid, "rule": r, "n": n} for (bid, r), n in flags.items()],
+                                                    schema=FLAGS_SCHEMA)
+        return Piece(rows, sides)
 
     def _repeated(self, key_hashes: pa.Array) -> pa.Array:
         """TRUE where the row's key hash is one of the repeated keys' (a sorted-array lookup)."""
@@ -395,37 +432,64 @@ class StreamSplit:
         pos = np.minimum(np.searchsorted(self.dup_hashes, h), len(self.dup_hashes) - 1)
         return pa.array(self.dup_hashes[pos] == h)
 
-    def _rank_dups(self, dups: pa.Table) -> pa.Table:
-        """Latest delivery first, then the last row of the file; the losers are counted as superseded."""
-        import duckdb
 
-        keys = ", ".join(self.cc.key_columns())
-        con = duckdb.connect()
-        con.register("dups", dups)
-        ranked = con.execute(
-            f"SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY _ingested_at DESC, _batch_id DESC, "
-            f"_row_number DESC) AS _r, row_number() OVER (PARTITION BY {keys}, _batch_id ORDER BY _row_number DESC) AS _rb "
-            f"FROM dups"
-        ).to_arrow_table()
-        con.close()
+def _tally(into: list[dict], batch_ids: pa.Array, what: str) -> None:
+    if len(batch_ids):
+        into += [{"batch_id": v["values"], "field": what, "n": v["counts"]} for v in pc.value_counts(batch_ids).to_pylist()]
+
+
+class SplitResult:
+    """What one staged pass set aside, as this process sees it: the counts per batch, the per-rule counts,
+    the failing rows, and the repeated keys' winners (latest delivery, then last row of the file), which
+    complete silver's one row per key."""
+
+    def __init__(self, engine: Engine, cc: CompiledContract, split: RowSplit, sides: dict[str, pa.Table]) -> None:
+        self.cc = cc
+        self.q_schema = split.q_schema
+        self.counts: dict[str, dict[str, int]] = {}
+        for r in sides["counts"].to_pylist():
+            self._add(r["batch_id"], r["field"], r["n"])
+        self._flag_counts: Counter[tuple[str, str]] = Counter()
+        for r in sides["flags"].to_pylist():
+            self._flag_counts[(r["batch_id"], r["rule"])] += r["n"]
+        self._failed = sides["quarantine"]
+        self.winners = self._rank_repeats(engine, cc, sides["repeats"])
+
+    def _add(self, batch_id: str, what: str, n: int) -> None:
+        self.counts.setdefault(batch_id, dict.fromkeys(COUNT_FIELDS, 0))[what] += n
+
+    def _count(self, batch_ids: pa.ChunkedArray, what: str) -> None:
+        for v in pc.value_counts(batch_ids.combine_chunks()).to_pylist() if len(batch_ids) else []:
+            self._add(v["values"], what, v["counts"])
+
+    def _rank_repeats(self, engine: Engine, cc: CompiledContract, dups: pa.Table) -> pa.Table:
+        """Latest delivery first, then the last row of the file; the losers are counted as superseded."""
+        if not dups.num_rows:
+            return dups
+        keys = ", ".join(engine.dialect.ident(k) for k in cc.key_columns())
+        engine.register_arrow("_repeats", dups)
+        try:
+            ranked = engine.fetch(
+                f"SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY _ingested_at DESC, _batch_id DESC, "
+                f"_row_number DESC) AS _r, row_number() OVER (PARTITION BY {keys}, _batch_id ORDER BY _row_number DESC) "
+                f"AS _rb FROM _repeats")
+        finally:
+            engine.drop("_repeats")
         win = pc.equal(ranked.column("_r"), 1)
         self._count(ranked.filter(pc.invert(win)).column("_batch_id"), "superseded")
         # Of those, repeats of a key inside one delivery (a uniqueness defect, unlike a later update).
         self._count(ranked.filter(pc.greater(ranked.column("_rb"), 1)).column("_batch_id"), "repeats")
-        return ranked.filter(win).drop_columns(["_r", "_rb"])
-
-    def reader(self) -> pa.RecordBatchReader:
-        gen = self._batches()
-        schema = next(gen)
-        return pa.RecordBatchReader.from_batches(schema, gen)
+        winners = ranked.filter(win).select(dups.schema.names).cast(dups.schema)
+        self._count(winners.column("_batch_id"), "silver_rows")
+        return winners
 
     @property
     def quarantine_rows(self) -> int:
-        return sum(b.num_rows for b in self._failed)
+        return self._failed.num_rows
 
     def quarantine_table(self) -> pa.Table:
         """The failing rows in the quarantine table's layout: fields, failures, key, record, provenance."""
-        t = pa.Table.from_batches(self._failed, schema=self.q_schema)
+        t = self._failed
         cols, names = [], []
         for e, n in self.cc.quarantine_exprs():
             col = t.column(f"_q_{n}")
@@ -441,15 +505,15 @@ class StreamSplit:
     def rule_totals(self) -> Counter[tuple[str, str]]:
         """(batch, rule) -> rows failing the rule (error, warn and untwinned fatal rules)."""
         out = Counter(self._flag_counts)
-        if self._failed:
-            t = pa.Table.from_batches(self._failed, schema=self.q_schema)
-            out.update(_flat_counts(t.column("_batch_id"), t.column("_q__failures")))
+        if self._failed.num_rows:
+            out.update(_flat_counts(self._failed.column("_batch_id"), self._failed.column("_q__failures")))
         return out
 
 
 def redact_extra(column: pa.ChunkedArray) -> pa.Array:
     """Unmapped columns (``_extra``, JSON {header: value}) are unclassified, so personal until a contract says
-    otherwise (an 经办人 column holds a name): quarantine keeps every header and only the shape of its value."""
+    otherwise (an 经办人 column holds a name): quarantine keeps every header (redacted) and only the shape of
+    its value."""
     out = []
     for text in column.to_pylist():
         if text is None:
@@ -463,8 +527,12 @@ def redact_extra(column: pa.ChunkedArray) -> pa.Array:
         if not isinstance(extra, dict):
             out.append(redact_text(text, RAW_KEEP))
             continue
-        shaped = {str(k): redact_text(v if isinstance(v, str) or v is None else json.dumps(v, ensure_ascii=False))
-                  for k, v in extra.items()}
+        shaped: dict[str, str | None] = {}
+        for k, v in extra.items():
+            key = scrub(str(k))  # a delivered header is unclassified text too (经办人 张三丰 4401…)
+            while key in shaped:
+                key += "'"
+            shaped[key] = redact_text(v if isinstance(v, str) or v is None else json.dumps(v, ensure_ascii=False))
         out.append(json.dumps(shaped, ensure_ascii=False))
     return pa.array(out, pa.string())
 
@@ -510,10 +578,7 @@ def resolve_quarantine(ctx: Context, engine: Engine, cc: CompiledContract, datas
     engine.drop("s_now")
     if not src.num_rows:
         return 0
-    dt = ctx.lake.table("quarantine", dataset)
-    match = "t._batch_id = s._batch_id AND t._row_number = s._row_number"
-    (dt.merge(src, predicate=match, source_alias="s", target_alias="t", writer_properties=writer_properties(cc.private_columns()),
-              commit_properties=ctx.lake.commit(job="conform", action="resolve_quarantine"))
-       .when_matched_update({"_status": "'resolved'", "_resolved_by": "s._fixed_by"})
-       .execute())
+    ctx.lake.update_matched("quarantine", dataset, src, ["_batch_id", "_row_number"],
+                            {"_status": "'resolved'", "_resolved_by": "s._fixed_by"},
+                            commit=ctx.lake.commit(job="conform", action="resolve_quarantine"), private=cc.private_columns())
     return src.num_rows

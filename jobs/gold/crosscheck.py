@@ -20,13 +20,10 @@ from itertools import combinations
 from govlake.context import Context
 from govlake.engine.base import Engine, sql_str
 from govlake.jobs.gold.models import GoldResult, rebuild
+from govlake.jobs.quality.suites import gold_suite
 from govlake.registry import DataItem, ItemSource
-
-CONFLICTS = "source_conflicts"
-SUMMARY = "crosscheck_summary"
-CONFLICT_COLUMNS = ("item", "item_title", "subject", "subject_key", "dataset_a", "node_a", "value_a", "dataset_b", "node_b",
-                    "value_b", "authoritative_node", "authoritative_value", "basis")
-SUMMARY_COLUMNS = ("item", "item_title", "dataset_a", "dataset_b", "compared", "conflicts", "authoritative_node")
+from govlake.status import GoldStatus
+from govlake.tables import CROSSCHECK_SUMMARY, SILVER, SOURCE_CONFLICTS
 
 
 def _side(ctx: Context, engine: Engine, src: ItemSource) -> str:
@@ -52,7 +49,7 @@ def _authority(item: DataItem, key: str) -> str:
 
 
 def _pairs(ctx: Context, item: DataItem) -> list[tuple[ItemSource, ItemSource]]:
-    present = [s for s in item.sources if ctx.lake.exists("silver", s.dataset)]
+    present = [s for s in item.sources if ctx.lake.exists(*SILVER.ref(s.dataset))]
     return list(combinations(present, 2))
 
 
@@ -90,15 +87,11 @@ def summary_sql(ctx: Context, engine: Engine, items: list[DataItem]) -> str:
 
 def crosscheck(ctx: Context, engine: Engine, run_id: str | None = None) -> list[GoldResult]:
     items = list(ctx.registry.data_items.values())
-    sources = sorted({f"silver.{s.dataset}" for i in items for s in i.sources if ctx.lake.exists("silver", s.dataset)})
+    sources = sorted({SILVER.qualified(s.dataset) for i in items for s in i.sources if ctx.lake.exists(*SILVER.ref(s.dataset))})
     if not any(_pairs(ctx, i) for i in items):
-        return [GoldResult(CONFLICTS, "waiting", message="尚无两个以上来源的数据项可比对")]
-    from govlake.jobs.quality.suites import gold_suite
-
+        return [GoldResult(SOURCE_CONFLICTS.name, GoldStatus.WAITING, message="尚无两个以上来源的数据项可比对")]
     return [
-        rebuild(ctx, engine, CONFLICTS, sources, lambda: conflicts_sql(ctx, engine, items),
-                "多源校核冲突：同一自然人或法人在不同来源中取值不一致的数据项（取值均已脱敏），及其权威来源（一数一源）",
-                suite=gold_suite(ctx, CONFLICTS), run_id=run_id),
-        rebuild(ctx, engine, SUMMARY, sources, lambda: summary_sql(ctx, engine, items),
-                "多源校核汇总：每个数据项、每对来源的比对主体数与冲突数", suite=gold_suite(ctx, SUMMARY), run_id=run_id),
+        rebuild(ctx, engine, t.name, sources, build, t.description, suite=gold_suite(ctx, t.name), run_id=run_id)
+        for t, build in ((SOURCE_CONFLICTS, lambda: conflicts_sql(ctx, engine, items)),
+                         (CROSSCHECK_SUMMARY, lambda: summary_sql(ctx, engine, items)))
     ]

@@ -17,12 +17,13 @@ from govlake.jobs.conform.rules import compile_check
 from govlake.jobs.quality.suites import Suite, gold_suite
 from govlake.jobs.quality.validate import Outcome, write_results
 from govlake.models import GoldModel, build_order, load_models
+from govlake.status import GoldStatus
 
 
 @dataclass
 class GoldResult:
     table: str
-    status: str  # built | unchanged | waiting | blocked
+    status: GoldStatus
     rows: int = 0
     message: str = ""
 
@@ -57,18 +58,18 @@ def rebuild(ctx: Context, engine: Engine, table: str, sources: list[str], make_s
         dt = ctx.lake.table(*ref.split(".", 1))
         if dt is None:
             missing = [s for s in sources if not ctx.lake.exists(*s.split(".", 1))]
-            return GoldResult(table, "waiting", message=f"上游尚无数据：{'、'.join(missing)}")
+            return GoldResult(table, GoldStatus.WAITING, message=f"上游尚无数据：{'、'.join(missing)}")
         versions[ref] = dt.version()
     prior = last_build(ctx, table)
     if prior and prior.get("sources") == versions:
-        return GoldResult(table, "unchanged", message="上游未变化，跳过")
+        return GoldResult(table, GoldStatus.UNCHANGED, message="上游未变化，跳过")
     from govlake.lineage_events import DatasetRef
 
     out = ctx.lineage.table("gold", table)
     with ctx.lineage.run(f"gold.{table}", [DatasetRef(*ref.split(".", 1)) for ref in sources], [out],
                          engine=engine.name, description=description):
         result = _build(ctx, engine, table, versions, make_sql, description, suite, run_id)
-        out.rows = result.rows if result.status == "built" else 0
+        out.rows = result.rows if result.status == GoldStatus.BUILT else 0
     return result
 
 
@@ -78,15 +79,15 @@ def _build(ctx: Context, engine: Engine, table: str, versions: dict[str, int], m
         engine.register_delta(ref.replace(".", "__"), *ref.split(".", 1), version=version)
     candidate = f"gold_candidate__{table}"
     engine.materialize(candidate, make_sql())
-    result = GoldResult(table, "built")
+    result = GoldResult(table, GoldStatus.BUILT)
     if suite is not None and suite.checks:
         outcomes = validate_table(engine, suite, candidate)
         write_results(ctx, [o.row(run_id=run_id or "adhoc", layer="gold", suite=suite.name, dataset=table,
                                    batch_id=None, node=None) for o in outcomes], replace=None)
         blocking = [o.check.rule for o in outcomes if o.check.severity in ("error", "fatal") and not o.success]
         if blocking:
-            result = GoldResult(table, "blocked", message=f"未通过金层校验（{'、'.join(blocking)}），保留上一版本")
-    if result.status == "built":
+            result = GoldResult(table, GoldStatus.BLOCKED, message=f"未通过金层校验（{'、'.join(blocking)}），保留上一版本")
+    if result.status == GoldStatus.BUILT:
         engine.write_delta("gold", table, f"SELECT * FROM {candidate}", mode="overwrite",
                            commit=ctx.lake.commit(job="integrate", table=table, sources=versions),
                            description=description)

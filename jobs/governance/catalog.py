@@ -20,20 +20,21 @@ from datetime import date, datetime, timezone
 import pyarrow as pa
 
 from govlake.context import Context
-from govlake.jobs.ingest.bronze import BATCHES, SHANGHAI
-from govlake.jobs.quality.scoring import SCORES
+from govlake.jobs.ingest.bronze import SHANGHAI
 from govlake.jobs.quality.validate import freshness
+from govlake.tables import (
+    BRONZE, CATALOG_ITEMS, CATALOG_NODES, CATALOG_RESOURCES, INGEST_BATCHES, QUALITY_SCORES, SILVER, LakeTable,
+)
 
-NODES, RESOURCES, ITEMS = "catalog_nodes", "catalog_resources", "catalog_items"
 KIND_TITLES = {"center": "市级中心", "district": "区级节点", "department": "市直部门"}
 PII_TITLES = {"none": "非个人信息", "personal": "个人信息", "sensitive": "敏感个人信息"}
 
 
 def _latest_scores(ctx: Context) -> dict[tuple[str, str | None, str | None], float]:
-    if not ctx.lake.exists("gold", SCORES):
+    if not ctx.lake.exists(*QUALITY_SCORES.ref):
         return {}
     out: dict[tuple, tuple[str, float]] = {}
-    for r in ctx.lake.read("gold", SCORES, columns=["run_id", "scope", "dataset", "node", "score"]).to_pylist():
+    for r in ctx.lake.read(*QUALITY_SCORES.ref, columns=["run_id", "scope", "dataset", "node", "score"]).to_pylist():
         key = (r["scope"], r["dataset"], r["node"])
         if r["score"] is not None and r["run_id"] >= out.get(key, ("", 0.0))[0]:
             out[key] = (r["run_id"], r["score"])
@@ -42,10 +43,10 @@ def _latest_scores(ctx: Context) -> dict[tuple[str, str | None, str | None], flo
 
 def last_deliveries(ctx: Context) -> dict[tuple[str, str], date]:
     """(dataset, node) -> date of the last accepted delivery."""
-    if not ctx.lake.exists("meta", BATCHES):
+    if not ctx.lake.exists(*INGEST_BATCHES.ref):
         return {}
     out: dict[tuple[str, str], date] = {}
-    for r in ctx.lake.read("meta", BATCHES, filter_sql="status = 'ingested'").to_pylist():
+    for r in ctx.lake.read(*INGEST_BATCHES.ref, filter_sql="status = 'ingested'").to_pylist():
         d = r.get("delivered_on") or r["ingested_at"].astimezone(SHANGHAI).date()
         key = (r["dataset"], r["node"])
         out[key] = max(out.get(key, d), d)
@@ -69,7 +70,8 @@ def _table_facts(ctx: Context, layer: str, name: str) -> dict:
 
 
 def resources(ctx: Context, as_of: date) -> list[dict]:
-    from govlake.jobs.governance.lineage import lineage_edges, walk
+    from govlake.jobs.governance.lineage import lineage_edges
+    from govlake.lineage_graph import walk
 
     reg = ctx.registry
     scores = _latest_scores(ctx)
@@ -77,11 +79,12 @@ def resources(ctx: Context, as_of: date) -> list[dict]:
     edges = lineage_edges(ctx)
     out = []
     for name, c in sorted(reg.contracts.items(), key=lambda kv: kv[1].catalog.code):
-        facts = _table_facts(ctx, "silver", name)
+        facts = _table_facts(ctx, *SILVER.ref(name))
         deliverers = reg.deliverers(c)
         dates = [last[(name, n)] for n in deliverers if (name, n) in last]
         status, age = freshness(max(dates) if dates else None, c.catalog.update_cycle, as_of)
-        down = sorted({s.table for s in walk(edges, f"silver.{name}")} ) if any(e.source == f"silver.{name}" for e in edges) else []
+        silver = SILVER.qualified(name)
+        down = sorted({s.table for s in walk(edges, silver)}) if any(e.source == silver for e in edges) else []
         out.append({
             "code": c.catalog.code, "name": c.title, "dataset": name, "category": c.catalog.category,
             "base_catalogue": c.catalog.base, "theme": c.catalog.theme,
@@ -95,7 +98,7 @@ def resources(ctx: Context, as_of: date) -> list[dict]:
             "last_update": facts["updated_at"], "silver_schema": facts["schema"],
             "last_delivery": max(dates) if dates else None, "freshness": status, "age_days": age,
             "quality_score": scores.get(("dataset", name, None)),
-            "upstream": f"bronze.{name}",
+            "upstream": BRONZE.qualified(name),
             "downstream": "、".join(down),
         })
     return out
@@ -147,62 +150,61 @@ def build_catalog(ctx: Context, as_of: date | None = None) -> dict[str, int]:
     from govlake.lineage_events import DatasetRef
 
     as_of = as_of or datetime.now(SHANGHAI).date()
-    outs = {t: DatasetRef("gold", t) for t in (NODES, RESOURCES, ITEMS)}
-    inputs = [DatasetRef("meta", BATCHES), DatasetRef("gold", SCORES)]
+    outs = {t: DatasetRef(*t.ref) for t in (CATALOG_NODES, CATALOG_RESOURCES, CATALOG_ITEMS)}
+    inputs = [DatasetRef(*INGEST_BATCHES.ref), DatasetRef(*QUALITY_SCORES.ref)]
     counts = {}
     with ctx.lineage.run("catalog.build", inputs, list(outs.values()),
                          description="编制“1+11+N”数据资源目录：一张网（节点）、一张图（资源）、一本账（信息项）"):
         res = resources(ctx, as_of)
-        tables = {RESOURCES: res, NODES: nodes(ctx, res, as_of), ITEMS: items(ctx)}
-        titles = {NODES: "一张网：1+11+N 节点及其健康状况（最近报送、按更新周期的及时性、质量得分）",
-                  RESOURCES: "一张图：数据资源目录（编目元数据 + 技术元数据）",
-                  ITEMS: "一本账：各资源的信息项（类型、个人信息分类与分级）"}
-        for name, rows in tables.items():
+        tables = {CATALOG_RESOURCES: res, CATALOG_NODES: nodes(ctx, res, as_of), CATALOG_ITEMS: items(ctx)}
+        for table, rows in tables.items():
             t = _table(rows)
-            ctx.lake.overwrite("gold", name, t, description=titles[name])
-            outs[name].rows = t.num_rows
-            counts[name] = t.num_rows
+            ctx.lake.overwrite(*table.ref, t, description=table.description)
+            outs[table].rows = t.num_rows
+            counts[table.name] = t.num_rows
     return counts
 
 
-SEARCHED = {NODES: ("code", "name", "kind_title", "district"),
-            RESOURCES: ("code", "name", "dataset", "category", "provider", "summary", "items"),
-            ITEMS: ("resource_code", "resource_name", "item_name", "field")}
+SEARCHED = {CATALOG_NODES.name: ("code", "name", "kind_title", "district"),
+            CATALOG_RESOURCES.name: ("code", "name", "dataset", "category", "provider", "summary", "items"),
+            CATALOG_ITEMS.name: ("resource_code", "resource_name", "item_name", "field")}
+SHEETS = {CATALOG_NODES.name: "节点", CATALOG_RESOURCES.name: "数据资源目录", CATALOG_ITEMS.name: "信息项"}
 
 
-def search_rows(ctx: Context, table: str, text: str | None = None, *, node: str | None = None,
+def search_rows(ctx: Context, table: LakeTable, text: str | None = None, *, node: str | None = None,
                 share: str | None = None) -> list[dict]:
     """Catalog rows matching ``text`` (any word, in the searched columns), a delivering node and a share attribute."""
     from govlake.errors import RegistryError
+    from govlake.messages import NOT_BUILT
 
-    if not ctx.lake.exists("gold", table):
-        raise RegistryError("数据资源目录尚未生成", hint="先运行 govlake run（或 govlake demo）")
-    rows = ctx.lake.read("gold", table).to_pylist()
+    if not ctx.lake.exists(*table.ref):
+        raise NOT_BUILT.error(RegistryError, what="数据资源目录")
+    rows = ctx.lake.read(*table.ref).to_pylist()
     if node:
         ctx.registry.node(node)  # unknown node: a clear error with a suggestion
-        if table == RESOURCES:
+        if table == CATALOG_RESOURCES:
             rows = [r for r in rows if node in (r["delivered_by"] or "").split("、")]
-        elif table == NODES:
+        elif table == CATALOG_NODES:
             rows = [r for r in rows if r["code"] == node]
-    if share and table in (RESOURCES, ITEMS):
+    if share and table in (CATALOG_RESOURCES, CATALOG_ITEMS):
         rows = [r for r in rows if r["share"] == share]
     if text:
         words = text.split()
-        rows = [r for r in rows if all(any(w.lower() in str(r.get(c) or "").lower() for c in SEARCHED[table]) for w in words)]
+        rows = [r for r in rows if all(any(w.lower() in str(r.get(c) or "").lower() for c in SEARCHED[table.name]) for w in words)]
     return rows
 
 
-def export(rows: list[dict], fmt: str, path, table: str):
+def export(rows: list[dict], fmt: str, path, table: LakeTable):
     """CSV (UTF-8 with BOM, opens in Excel), JSON or an Excel workbook; to stdout for CSV/JSON without a path.
 
-    CSV and Excel cells go through ``govlake.access.exports``: catalogue texts come from contracts and deliveries
+    CSV and Excel cells go through ``govlake.exports``: catalogue texts come from contracts and deliveries
     and must never run as spreadsheet formulas."""
     import csv
     import io
     import sys
     from pathlib import Path
 
-    from govlake.access.exports import append_row, safe_row
+    from govlake.exports import append_row, safe_row
 
     def plain(v):
         return v.isoformat() if hasattr(v, "isoformat") else v
@@ -229,7 +231,7 @@ def export(rows: list[dict], fmt: str, path, table: str):
 
     wb = Workbook()
     ws = wb.active
-    ws.title = {NODES: "节点", RESOURCES: "数据资源目录", ITEMS: "信息项"}[table]
+    ws.title = SHEETS[table.name]
     append_row(ws, header)
     for r in rows:
         append_row(ws, [plain(r[h]) if not isinstance(plain(r[h]), (dict, list)) else json.dumps(r[h], ensure_ascii=False)

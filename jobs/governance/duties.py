@@ -18,18 +18,15 @@ Rebuilt with the catalog on every run (OpenLineage job ``duties.build``).
 
 from __future__ import annotations
 
-import pyarrow as pa
-
 from govlake.context import Context
-from govlake.jobs.governance.catalog import RESOURCES, last_deliveries, _table
-
-LIST, FINDINGS = "duty_data_list", "duty_findings"
+from govlake.jobs.governance.catalog import last_deliveries, _table
+from govlake.tables import CATALOG_RESOURCES, CROSSCHECK_SUMMARY, DUTY_DATA_LIST, DUTY_FINDINGS, INGEST_BATCHES
 
 
 def _resources(ctx: Context) -> dict[str, dict]:
-    if not ctx.lake.exists("gold", RESOURCES):
+    if not ctx.lake.exists(*CATALOG_RESOURCES.ref):
         return {}
-    return {r["dataset"]: r for r in ctx.lake.read("gold", RESOURCES).to_pylist()}
+    return {r["dataset"]: r for r in ctx.lake.read(*CATALOG_RESOURCES.ref).to_pylist()}
 
 
 def duty_rows(ctx: Context) -> list[dict]:
@@ -102,8 +99,8 @@ def findings(ctx: Context, rows: list[dict]) -> list[dict]:
         if not item.has_authority and len(item.sources) > 1:
             add("一数一源", None, None, "、".join(s.dataset for s in item.sources),
                 f"数据项“{item.title}”（{item.item}）有 {len(item.sources)} 个来源，未指定权威来源", "由数据管理部门指定权威来源（catalog/data_items.yaml）")
-    if ctx.lake.exists("gold", "crosscheck_summary"):
-        for s in ctx.lake.read("gold", "crosscheck_summary").to_pylist():
+    if ctx.lake.exists(*CROSSCHECK_SUMMARY.ref):
+        for s in ctx.lake.read(*CROSSCHECK_SUMMARY.ref).to_pylist():
             if s["conflicts"]:
                 add("一数一源", s["authoritative_node"] or None, None, f"{s['dataset_a']}、{s['dataset_b']}",
                     f"数据项“{s['item_title']}”在两个来源间有 {s['conflicts']} 个主体取值不一致（共比对 {s['compared']} 个）",
@@ -114,16 +111,14 @@ def findings(ctx: Context, rows: list[dict]) -> list[dict]:
 def build_duties(ctx: Context) -> dict[str, int]:
     from govlake.lineage_events import DatasetRef
 
-    outs = [DatasetRef("gold", LIST), DatasetRef("gold", FINDINGS)]
-    with ctx.lineage.run("duties.build", [DatasetRef("gold", RESOURCES), DatasetRef("gold", "crosscheck_summary"),
-                                          DatasetRef("meta", "ingest_batches")], outs,
+    outs = [DatasetRef(*DUTY_DATA_LIST.ref), DatasetRef(*DUTY_FINDINGS.ref)]
+    inputs = [DatasetRef(*t.ref) for t in (CATALOG_RESOURCES, CROSSCHECK_SUMMARY, INGEST_BATCHES)]
+    with ctx.lineage.run("duties.build", inputs, outs,
                          description="职能数据清单：职责 → 目录 → 数据，及缺位、越位、一数一源问题"):
         rows = duty_rows(ctx)
         found = findings(ctx, rows)
-        ctx.lake.overwrite("gold", LIST, _table(rows), description="职能数据清单：各部门三定职责与其产生、需要的数据资源及数据状况")
-        schema = pa.schema([(n, pa.string()) for n in ("kind", "node", "node_name", "duty_id", "dataset", "detail", "action")])
-        ctx.lake.overwrite("gold", FINDINGS, pa.Table.from_pylist(found, schema=schema),
-                           description="职能数据清单问题：缺位（有职责无数据）、越位（有数据无职责）、一数一源冲突")
+        ctx.lake.overwrite(*DUTY_DATA_LIST.ref, _table(rows), description=DUTY_DATA_LIST.description)
+        ctx.lake.overwrite(*DUTY_FINDINGS.ref, DUTY_FINDINGS.from_rows(found), description=DUTY_FINDINGS.description)
         outs[0].rows, outs[1].rows = len(rows), len(found)
-    return {LIST: len(rows), FINDINGS: len(found)}
+    return {DUTY_DATA_LIST.name: len(rows), DUTY_FINDINGS.name: len(found)}
 

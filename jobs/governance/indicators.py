@@ -19,17 +19,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-import pyarrow as pa
-
-from govlake.contracts import _load_yaml
 from govlake.context import Context
+from govlake.declarations import build, read
 from govlake.engine.base import Engine
-from govlake.errors import ConfigError, did_you_mean
+from govlake.errors import ConfigError
 from govlake.jobs.ingest.bronze import SHANGHAI
 from govlake.models import compile_refs, table_refs
-
-VALUES, PROGRESS = "indicator_values", "indicator_progress"
-REQUIRED = ("id", "name", "unit", "frequency", "formula", "sources", "sql")
+from govlake.tables import INDICATOR_PROGRESS, INDICATOR_VALUES
 
 
 @dataclass(frozen=True)
@@ -65,13 +61,10 @@ def load_indicators(catalog_dir: Path) -> list[Indicator]:
     path = catalog_dir / "indicators.yaml"
     if not path.exists():
         return []
-    doc = _load_yaml(path) or {}
+    doc = read(path, "indicators")  # validated by schemas/_meta/indicators.schema.json (govlake.declarations)
     out, seen = [], set()
-    for i, raw in enumerate(doc.get("indicators") or []):
+    for i, raw in enumerate(doc["indicators"]):
         where = f"{path} → indicators.{i}"
-        missing = [k for k in REQUIRED if k not in raw]
-        if missing:
-            raise ConfigError(f"指标定义缺少 {missing}", where=where, hint=f"每个指标需要 {', '.join(REQUIRED)}")
         if raw["id"] in seen:
             raise ConfigError(f"指标 id 重复：{raw['id']}", where=where)
         seen.add(raw["id"])
@@ -81,31 +74,8 @@ def load_indicators(catalog_dir: Path) -> list[Indicator]:
             raise ConfigError(f"指标 SQL 引用了未在 sources 中声明的表：{sorted(undeclared)}", where=f"{where}.sql",
                               hint="在 sources 中声明，血缘才能追溯")
         th = raw.get("thresholds") or {}
-        unknown = set(raw) - set(Indicator.__dataclass_fields__) - {"thresholds"}
-        if unknown:
-            raise ConfigError(f"无法识别的键：{sorted(unknown)}", where=where,
-                              hint=did_you_mean(sorted(unknown)[0], set(Indicator.__dataclass_fields__)) or "")
-        out.append(Indicator(
-            id=raw["id"], name=raw["name"], unit=raw["unit"], frequency=raw["frequency"], formula=raw["formula"],
-            sources=tuple(raw["sources"]), sql=raw["sql"], by_district=raw.get("by_district", True),
-            scale=float(raw.get("scale", 1)), baseline_2022=raw.get("baseline_2022"), target_2025=raw.get("target_2025"),
-            target_2027=raw.get("target_2027"), warn=th.get("warn"), alert=th.get("alert"),
-            higher_is_better=raw.get("higher_is_better", True)))
+        out.append(build(Indicator, raw, scale=float(raw.get("scale", 1)), warn=th.get("warn"), alert=th.get("alert")))
     return out
-
-
-VALUE_SCHEMA = pa.schema([
-    ("indicator_id", pa.string()), ("name", pa.string()), ("period", pa.string()), ("district_code", pa.string()),
-    ("district_name", pa.string()), ("numerator", pa.float64()), ("denominator", pa.float64()), ("value", pa.float64()),
-    ("unit", pa.string()), ("level", pa.string()),
-])
-PROGRESS_SCHEMA = pa.schema([
-    ("indicator_id", pa.string()), ("name", pa.string()), ("unit", pa.string()), ("frequency", pa.string()),
-    ("formula", pa.string()), ("period", pa.string()), ("value", pa.float64()), ("baseline_2022", pa.float64()),
-    ("target_2025", pa.float64()), ("target_2027", pa.float64()), ("progress_2025", pa.float64()),
-    ("met_2025", pa.bool_()), ("met_2027", pa.bool_()), ("warn", pa.float64()), ("alert", pa.float64()),
-    ("level", pa.string()), ("districts_in_alert", pa.string()), ("sources", pa.string()),
-])
 
 
 def _values(ctx: Context, engine: Engine, ind: Indicator, as_of_month: str) -> list[dict]:
@@ -162,7 +132,7 @@ def build_indicators(ctx: Context, engine: Engine, as_of: date | None = None) ->
     as_of = as_of or datetime.now(SHANGHAI).date()
     inds = load_indicators(ctx.settings.catalog_dir)
     sources = sorted({s for i in inds for s in i.sources})
-    outs = [DatasetRef("gold", VALUES), DatasetRef("gold", PROGRESS)]
+    outs = [DatasetRef(*INDICATOR_VALUES.ref), DatasetRef(*INDICATOR_PROGRESS.ref)]
     waiting: list[str] = []
     values: list[dict] = []
     progress: list[dict] = []
@@ -176,9 +146,7 @@ def build_indicators(ctx: Context, engine: Engine, as_of: date | None = None) ->
                 vals = _values(ctx, engine, ind, as_of.strftime("%Y-%m"))
             values += vals
             progress.append(_progress(ind, vals))
-        ctx.lake.overwrite("gold", VALUES, pa.Table.from_pylist(values, schema=VALUE_SCHEMA),
-                           description="指标值：各指标按统计期与区（district_code 为空表示全市）的分子、分母、取值与阈值状态")
-        ctx.lake.overwrite("gold", PROGRESS, pa.Table.from_pylist(progress, schema=PROGRESS_SCHEMA),
-                           description="指标进展：最新全市值对照 2022 年基线与 2025、2027 年目标（表 1 核心目标）及预警")
+        for table, rows in ((INDICATOR_VALUES, values), (INDICATOR_PROGRESS, progress)):
+            ctx.lake.overwrite(*table.ref, table.from_rows(rows), description=table.description)
         outs[0].rows, outs[1].rows = len(values), len(progress)
     return {"values": len(values), "indicators": len(progress), "waiting": waiting}

@@ -21,18 +21,13 @@ import pyarrow as pa
 from govlake.context import Context
 from govlake.errors import DeliveryRefused, GovlakeError, RegistryError
 from govlake.jobs.ingest.readers import open_delivery, output_schema, peek
-from govlake.redaction import scrub
+from govlake.redaction import mask_ids, scrub
+from govlake.status import IngestStatus
+from govlake.tables import BRONZE, BRONZE_INGEST_COLUMNS, INGEST_BATCHES
 
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")  # the city's calendar day (no DST in China)
-BATCHES = "ingest_batches"  # meta.ingest_batches: one row per delivered file, accepted or refused
 
-META_COLUMNS = [
-    pa.field("_node", pa.string()),
-    pa.field("_source_file", pa.string()),
-    pa.field("_content_hash", pa.string()),
-    pa.field("_batch_id", pa.string()),
-    pa.field("_ingested_at", pa.timestamp("us", tz="UTC")),
-]
+META_COLUMNS = BRONZE.arrow_fields(BRONZE_INGEST_COLUMNS)  # what ingest adds to every row
 
 
 @dataclass
@@ -40,7 +35,7 @@ class IngestResult:
     file: str
     dataset: str
     node: str
-    status: str  # ingested | duplicate | refused
+    status: IngestStatus
     batch_id: str | None = None
     rows: int = 0
     ragged_rows: int = 0
@@ -48,7 +43,7 @@ class IngestResult:
 
     @property
     def ok(self) -> bool:
-        return self.status != "refused"
+        return self.status != IngestStatus.REFUSED
 
 
 def content_hash(path: Path) -> str:
@@ -69,15 +64,7 @@ def bronze_schema(ctx: Context, dataset: str) -> pa.Schema:
 
 
 def _batch_log_row(**kw: object) -> pa.Table:
-    schema = pa.schema([
-        ("batch_id", pa.string()), ("dataset", pa.string()), ("node", pa.string()), ("source_file", pa.string()),
-        ("content_hash", pa.string()), ("format", pa.string()), ("encoding", pa.string()), ("size_bytes", pa.int64()),
-        ("rows", pa.int64()), ("ragged_rows", pa.int64()), ("skipped_lines", pa.string()), ("header_map", pa.string()),
-        ("unknown_headers", pa.string()), ("missing_fields", pa.string()), ("status", pa.string()),
-        ("message", pa.string()), ("ingested_at", pa.timestamp("us", tz="UTC")), ("bronze_version", pa.int64()),
-        ("delivered_on", pa.date32()),
-    ])
-    return pa.Table.from_pylist([{k: kw.get(k) for k in schema.names}], schema=schema)
+    return INGEST_BATCHES.from_rows([kw])
 
 
 _INDEX: dict[str, tuple[int, dict[tuple[str, str, str], dict]]] = {}
@@ -89,31 +76,31 @@ def previous_batch(ctx: Context, dataset: str, node: str, digest: str) -> dict |
 
     The batch log is indexed once per Delta version of the log, not re-read for every file.
     """
-    dt = ctx.lake.table("meta", BATCHES)
+    dt = ctx.lake.table(*INGEST_BATCHES.ref)
     if dt is None:
         return None
     uri, version = dt.table_uri, dt.version()
     cached = _INDEX.get(uri)
     if cached is None or cached[0] != version:
         t = ctx.lake.dataset(dt).to_table(columns=["dataset", "node", "content_hash", "status", "rows", "ingested_at"])
-        index = {(r["dataset"], r["node"], r["content_hash"]): r for r in t.to_pylist() if r["status"] == "ingested"}
+        index = {(r["dataset"], r["node"], r["content_hash"]): r for r in t.to_pylist() if r["status"] == IngestStatus.INGESTED}
         _INDEX[uri] = cached = (version, index)
     return cached[1].get((dataset, node, digest))
 
 
 def remember_batch(ctx: Context, dataset: str, node: str, digest: str, rows: int, at: datetime) -> None:
     """Keep the index current after our own batch-log append, so the next file does not re-read the log."""
-    dt = ctx.lake.table("meta", BATCHES)
+    dt = ctx.lake.table(*INGEST_BATCHES.ref)
     cached = _INDEX.get(dt.table_uri)
     if cached is not None and cached[0] == dt.version() - 1:
-        cached[1][(dataset, node, digest)] = {"rows": rows, "ingested_at": at, "status": "ingested"}
+        cached[1][(dataset, node, digest)] = {"rows": rows, "ingested_at": at, "status": IngestStatus.INGESTED}
         _INDEX[dt.table_uri] = (dt.version(), cached[1])
 
 
 def follow_index(ctx: Context) -> None:
     """After our own append of a *refused* row (not indexed: only ingested content is a duplicate), keep
     the index current too, so a run of refused files does not re-read the whole log once per file."""
-    dt = ctx.lake.table("meta", BATCHES)
+    dt = ctx.lake.table(*INGEST_BATCHES.ref)
     cached = _INDEX.get(dt.table_uri)
     if cached is not None and cached[0] == dt.version() - 1:
         _INDEX[dt.table_uri] = (dt.version(), cached[1])
@@ -143,15 +130,15 @@ def ingest_file(ctx: Context, path: Path, node: str, dataset: str,
     The run is an OpenLineage job ``ingest.<dataset>``: the delivered file in, bronze out (FAIL if refused)."""
     from govlake.lineage_events import DatasetRef
 
-    src = DatasetRef("file", Path(path).name, files=str(Path(path).resolve()))
+    src = DatasetRef("file", mask_ids(Path(path).name), files=mask_ids(str(Path(path).resolve())))
     # Under the writer lock the exactly-once checks (batch log, bronze app transaction) see every commit of
     # every other process: two ingests of one file at once land it once.
     with ctx.lake.writer_lock(f"govlake ingest {dataset}"), \
             ctx.lineage.run(f"ingest.{dataset}", [src], [DatasetRef("bronze", dataset)], engine="pyarrow",
                             description=f"{node} 报送文件导入原始层 bronze.{dataset}") as ol:
         result = _ingest_file(ctx, path, node, dataset, progress, delivered_on)
-        ol.output("bronze", dataset).rows = result.rows if result.status == "ingested" else 0
-        if result.status == "refused":
+        ol.output("bronze", dataset).rows = result.rows if result.status == IngestStatus.INGESTED else 0
+        if result.status == IngestStatus.REFUSED:
             ol.fail(result.message)
     return result
 
@@ -159,23 +146,25 @@ def ingest_file(ctx: Context, path: Path, node: str, dataset: str,
 def _ingest_file(ctx: Context, path: Path, node: str, dataset: str,
                  progress: Callable[[int], None] | None = None, delivered_on: date | None = None) -> IngestResult:
     contract = ctx.contract(dataset)
-    result = IngestResult(file=str(path), dataset=dataset, node=node, status="refused")
+    result = IngestResult(file=str(path), dataset=dataset, node=node, status=IngestStatus.REFUSED)
     now = datetime.now(timezone.utc)
     delivered = delivery_date(path, delivered_on, now)
-    try:
-        if not path.is_file():
-            raise DeliveryRefused("文件不存在或不可读", where=str(path), hint="检查路径与权限")
-        digest = content_hash(path)
-    except DeliveryRefused as exc:
+    if not path.is_file():  # a directory, a FIFO (never opened: reading it would block), a missing path
+        exc = DeliveryRefused("不是可读取的普通文件（不存在，或是目录、管道等）", where=str(path),
+                              hint="检查路径与权限，报送的应是单个数据文件")
         result.message = str(exc)
+        result.batch_id = batch_id_for(dataset, node, f"not-a-file:{path}")
+        _log_refusal(ctx, exc, batch_id=result.batch_id, dataset=dataset, node=node, source_file=str(path),
+                     content_hash=None, size_bytes=None, ingested_at=now, delivered_on=delivered)
         return result
+    digest = content_hash(path)
     batch_id = batch_id_for(dataset, node, digest)
     result.batch_id = batch_id
     app_id = f"govlake-ingest-{batch_id}"
 
     prior = previous_batch(ctx, dataset, node, digest)
     if prior:
-        result.status, result.rows = "duplicate", prior["rows"]
+        result.status, result.rows = IngestStatus.DUPLICATE, prior["rows"]
         result.message = f"该文件内容已于 {prior['ingested_at']:%Y-%m-%d %H:%M} 导入（批次 {batch_id}，{prior['rows']} 行），本次不重复导入"
         return result
 
@@ -186,7 +175,7 @@ def _ingest_file(ctx: Context, path: Path, node: str, dataset: str,
         if ctx.lake.txn_version("bronze", dataset, app_id):
             # Bronze committed but the batch log was not written (crash in between): recover the log only.
             rows = _recover_batch_log(ctx, dataset, node, path, digest, batch_id, size, now, delivered)
-            result.status, result.rows = "duplicate", rows
+            result.status, result.rows = IngestStatus.DUPLICATE, rows
             result.message = f"该文件已写入 bronze（批次 {batch_id}），已补记导入日志"
             return result
         info, stream = open_delivery(path, contract)
@@ -218,7 +207,7 @@ def _ingest_file(ctx: Context, path: Path, node: str, dataset: str,
                 "bronze", dataset, reader,
                 commit=ctx.lake.commit(app_id, batch_id=batch_id, node=node, file=path.name, job="ingest",
                                        **header_facts(info)),
-                description=f"{contract.title}（原始层，按报送原样保存）",
+                description=BRONZE.description(contract.title),
             )
         except Exception:
             if stopped:
@@ -226,40 +215,48 @@ def _ingest_file(ctx: Context, path: Path, node: str, dataset: str,
             raise
     except DeliveryRefused as exc:
         result.message = str(exc)
-        ctx.lake.append("meta", BATCHES, _batch_log_row(
-            batch_id=batch_id, dataset=dataset, node=node, source_file=str(path), content_hash=digest,
-            format=info.format if info else None, encoding=info.encoding if info else None, size_bytes=size,
-            rows=0, status="refused", message=exc.message, ingested_at=now, delivered_on=delivered,
-        ))
-        follow_index(ctx)
+        _log_refusal(ctx, exc, batch_id=batch_id, dataset=dataset, node=node, source_file=str(path),
+                     content_hash=digest, format=info.format if info else None,
+                     encoding=info.encoding if info else None, size_bytes=size, ingested_at=now,
+                     delivered_on=delivered)
         return result
     version = ctx.lake.table("bronze", dataset).version()
     hdr = info.header
-    ctx.lake.append("meta", BATCHES, _batch_log_row(
+    ctx.lake.append(*INGEST_BATCHES.ref, _batch_log_row(
         batch_id=batch_id, dataset=dataset, node=node, source_file=str(path), content_hash=digest,
         size_bytes=size, rows=counted["rows"], **header_facts(info),
         ragged_rows=info.ragged_rows, skipped_lines=json.dumps([scrub(line) for line in info.skipped_lines], ensure_ascii=False),
-        status="ingested", message="", ingested_at=now, bronze_version=version, delivered_on=delivered,
+        status=IngestStatus.INGESTED, message="", ingested_at=now, bronze_version=version, delivered_on=delivered,
     ), commit=ctx.lake.commit(f"govlake-batchlog-{batch_id}"))
     remember_batch(ctx, dataset, node, digest, counted["rows"], now)
-    result.status, result.rows, result.ragged_rows = "ingested", counted["rows"], info.ragged_rows
+    result.status, result.rows, result.ragged_rows = IngestStatus.INGESTED, counted["rows"], info.ragged_rows
     drift = []
     if hdr and hdr.extra:
-        drift.append(f"未登记的列：{'、'.join(hdr.extra)}")
+        drift.append(f"未登记的列：{'、'.join(scrub(h) for h in hdr.extra)}")
     if hdr and hdr.missing:
         drift.append(f"缺少的字段：{'、'.join(contract.field(m).title for m in hdr.missing)}")
     result.message = "；".join(drift)
     return result
 
 
+def _log_refusal(ctx: Context, exc: DeliveryRefused, **row: object) -> None:
+    """The batch-log row of a refused file: every refusal is recorded, whatever stage refused it."""
+    ctx.lake.append(*INGEST_BATCHES.ref, _batch_log_row(
+        rows=0, status=IngestStatus.REFUSED, message=mask_ids(exc.message), **row))
+    follow_index(ctx)
+
+
 def header_facts(info: object) -> dict[str, str | None]:
     """The batch-log fields known once the header is read, before any row is written. They go into the
     bronze commit's metadata too, so a batch log lost to a crash after that commit is recovered whole."""
     hdr = info.header
+    # Unknown header names are delivered text (a Parquet column may be named after a person): the log keeps
+    # them redacted; bronze's ``_extra`` keeps them as delivered.
+    header_map = {(h if f else scrub(h)): f for h, f in hdr.as_dict().items()} if hdr else {}
     return {
         "format": info.format, "encoding": info.encoding,
-        "header_map": json.dumps(hdr.as_dict() if hdr else {}, ensure_ascii=False),
-        "unknown_headers": json.dumps(hdr.extra if hdr else [], ensure_ascii=False),
+        "header_map": json.dumps(header_map, ensure_ascii=False),
+        "unknown_headers": json.dumps([scrub(h) for h in hdr.extra] if hdr else [], ensure_ascii=False),
         "missing_fields": json.dumps(hdr.missing if hdr else [], ensure_ascii=False),
     }
 
@@ -276,9 +273,9 @@ def _recover_batch_log(ctx: Context, dataset: str, node: str, path: Path, digest
     found = ctx.lake.commit_metadata("bronze", dataset, batch_id=batch_id)
     version, meta = found if found else (None, {})
     facts = {k: meta.get(k) for k in ("format", "encoding", "header_map", "unknown_headers", "missing_fields")}
-    ctx.lake.append("meta", BATCHES, _batch_log_row(
+    ctx.lake.append(*INGEST_BATCHES.ref, _batch_log_row(
         batch_id=batch_id, dataset=dataset, node=node, source_file=str(path), content_hash=digest,
-        size_bytes=size, rows=t.num_rows, ragged_rows=t.num_rows - t.column("_raw").null_count, status="ingested",
+        size_bytes=size, rows=t.num_rows, ragged_rows=t.num_rows - t.column("_raw").null_count, status=IngestStatus.INGESTED,
         message="recovered batch log", ingested_at=now, bronze_version=version, delivered_on=delivered, **facts,
     ), commit=ctx.lake.commit(f"govlake-batchlog-{batch_id}"))
     remember_batch(ctx, dataset, node, digest, t.num_rows, now)

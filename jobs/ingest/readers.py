@@ -32,6 +32,9 @@ import pyarrow.csv as pacsv
 
 from govlake.contracts import Contract, normalize_header
 from govlake.errors import DeliveryRefused
+from govlake.messages import EMPTY_DELIVERY, OVERSIZED_CELL_HINT
+from govlake.redaction import scrub
+from govlake.tables import BRONZE, BRONZE_READ_COLUMNS
 
 FORMATS = {".csv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 BATCH_ROWS = 500_000
@@ -75,7 +78,10 @@ CSV_PROBE_BYTES = 4 << 20
 # redacted copy of a footer in the batch log keeps them legible ("（表尾）制表人：…").
 FOOTER_LABELS = ("合计", "总计", "小计", "共计", "制表人", "制表", "审核人", "审核", "填报人", "填报单位", "填报", "备注",
                  "注", "说明", "数据来源", "导出时间", "导出", "打印时间", "打印")
-_FOOTER = re.compile(r"^\s*(合计|总计|小计|共计|制表|审核|填报|备注|注[:：]|说明[:：]|数据来源|导出|打印)")
+# A footer label is a whole label: the whole cell, or followed by a colon or whitespace ("合计", "制表人：…",
+# "打印时间 2026-…"); "打印厂职工养老院" is a unit's name, not the label 打印.
+_FOOTER = re.compile(r"^\s*(?:合计|总计|小计|共计|制表人|制表|审核人|审核|填报人|填报单位|填报|备注|注|说明|数据来源|导出时间|导出"
+                     r"|打印时间|打印)(?:\s*[:：]|\s|$)")
 
 
 @dataclass
@@ -108,7 +114,7 @@ class Delivery:
 def output_schema(contract: Contract) -> pa.Schema:
     return pa.schema(
         [pa.field(f.name, pa.string()) for f in contract.fields]
-        + [pa.field("_extra", pa.string()), pa.field("_raw", pa.string()), pa.field("_row_number", pa.int64())]
+        + BRONZE.arrow_fields(BRONZE_READ_COLUMNS)
     )
 
 
@@ -212,7 +218,7 @@ def check_lengths(cols: list[pa.Array], names: list[str], row_numbers: np.ndarra
         if pc.any(over).as_py():
             i = pc.index(over, True).as_py()
             raise refuse(f"第 {int(row_numbers[i])} 行 “{name}” 列的值超过 {MAX_FIELD_CHARS} 个字符的上限", path,
-                         "检查该单元格是否误存了大段文本或损坏的数据，修正后重新报送")
+                         OVERSIZED_CELL_HINT)
 
 
 def shape(batch_cols: list[pa.Array], header: HeaderMap, contract: Contract, row_numbers: np.ndarray,
@@ -378,7 +384,7 @@ def _csv_failure(exc: Exception, path: Path, encoding: str) -> DeliveryRefused:
         return refuse("文件中有一行（或表头）过长（数 MB 以上），无法按行读取", path,
                       "检查引号是否成对：一个未闭合的引号会把后面的整个文件并成一个值")
     if "Empty CSV" in msg:
-        return refuse("文件为空，没有表头", path, "确认导出是否成功后重新报送")
+        return refuse(EMPTY_DELIVERY.text, path, EMPTY_DELIVERY.hint)
     return refuse(f"CSV 无法解析（{kind(exc)}）", path, "检查引号与分隔符是否成对、完整")
 
 
@@ -412,8 +418,14 @@ def _read_csv(path: Path, contract: Contract, info: Delivery, enc: str) -> Itera
     names = [f"c{i}" for i in range(width)]
     ragged: list[tuple[int, str]] = []
 
+    unclosed: list[int] = []
+
     def on_invalid(row: pacsv.InvalidRow) -> str:
         ragged.append(((row.number or 0) - 1, row.text))  # record 1 is the header: record - 1 = data row
+        if "\n" in row.text or "\r" in row.text:
+            # A record of the wrong width that spans lines: an unclosed quote swallowed the next row(s).
+            # Landing it as one ragged row would lose the count of delivered rows, so the file is refused.
+            unclosed.append((row.number or 0) - 1)
         return "skip"
 
     header: HeaderMap | None = None
@@ -430,6 +442,7 @@ def _read_csv(path: Path, contract: Contract, info: Delivery, enc: str) -> Itera
         next_row = 0  # data-row position of the next record; the header record is position 0
         taken: set[int] = set()
         for batch in reader:
+            _check_unclosed(unclosed, path)
             n = batch.num_rows
             pending = sorted(r for r, _ in ragged if r not in taken)
             # Accepted rows fill the data-row positions not taken by ragged rows (records, not lines).
@@ -451,11 +464,19 @@ def _read_csv(path: Path, contract: Contract, info: Delivery, enc: str) -> Itera
             if n:
                 cols = [pc.if_else(pc.equal(c, ""), pa.scalar(None, pa.string()), c) for c in batch.columns]
                 yield shape(cols, header, contract, positions, path=path)
+    _check_unclosed(unclosed, path)
     if header is None:
-        raise refuse("文件为空，没有表头", path, "确认导出是否成功后重新报送")
+        raise refuse(EMPTY_DELIVERY.text, path, EMPTY_DELIVERY.hint)
     if ragged:
         info.ragged_rows = len(ragged)
         yield ragged_batch(ragged, contract, path=path)
+
+
+def _check_unclosed(unclosed: list[int], path: Path) -> None:
+    if unclosed:
+        raise refuse(f"第 {unclosed[0]} 行引号未闭合：该行与后续行被并成一条列数不符的记录", path,
+                     "检查该行的双引号是否成对（值中的引号应写成两个双引号 \"\"），修正后重新报送",
+                     where=f"{path} 第 {unclosed[0]} 行")
 
 
 # -- XLSX -----------------------------------------------------------------------------------------
@@ -500,10 +521,17 @@ def check_zip(path: Path) -> None:
                 "正常的数据表不会如此；请确认文件来源，或改以 CSV 报送")
 
 
-def _xlsx_rows(path: Path, ws) -> Iterator[tuple[int, list[str | None]]]:
-    """(sheet row number, cell texts) of every row, bounded in width, count and cell length."""
+def _xlsx_rows(path: Path, ws, formulas=None) -> Iterator[tuple[int, list[str | None]]]:
+    """(sheet row number, cell texts) of every row, bounded in width, count and cell length.
+
+    ``formulas`` is the same sheet opened without ``data_only`` (given when the file holds formulas): a
+    formula cell without a cached value reads as empty with ``data_only``, and would land as NULL."""
     rows = guarded(iter(ws.iter_rows(values_only=True)), path, "Excel 工作表内容损坏，无法读取", _XLSX_HINT)
+    shadow = guarded(iter(formulas.iter_rows(values_only=True)), path, "Excel 工作表内容损坏，无法读取",
+                     _XLSX_HINT) if formulas is not None else None
     for line_no, row in enumerate(rows, start=1):
+        if shadow is not None:
+            _check_cached(path, ws.title, line_no, row, next(shadow, ()))
         if line_no > MAX_XLSX_ROWS:
             raise refuse(f"工作表超过 Excel 的 {MAX_XLSX_ROWS:,} 行上限", path, _XLSX_HINT)
         if len(row) > MAX_COLUMNS:
@@ -513,14 +541,90 @@ def _xlsx_rows(path: Path, ws) -> Iterator[tuple[int, list[str | None]]]:
         for col, t in enumerate(texts, start=1):
             if t is not None and len(t) > MAX_FIELD_CHARS:
                 raise refuse(f"工作表第 {line_no} 行第 {col} 列的单元格超过 {MAX_FIELD_CHARS} 个字符的上限", path,
-                             "检查该单元格是否误存了大段文本或损坏的数据，修正后重新报送",
+                             OVERSIZED_CELL_HINT,
                              where=f"{path} 工作表第 {line_no} 行")
         yield line_no, texts
 
 
-def _is_footer(texts: list[str | None]) -> bool:
-    first = next((t for t in texts if t), None)
-    return first is not None and bool(_FOOTER.match(first)) and sum(1 for t in texts if t) <= 3
+_FORMULA_TAG = re.compile(rb"<(?:\w+:)?f[\s>/]")
+
+
+def _has_formulas(path: Path) -> bool:
+    """Whether any worksheet part holds a formula element (a streaming scan of the XML, bounded by
+    ``check_zip``), so the second, formula-preserving read is paid only by files that need it."""
+    with zipfile.ZipFile(path) as zf:
+        for name in zf.namelist():
+            if not (name.startswith("xl/worksheets/") and name.endswith(".xml")):
+                continue
+            with zf.open(name) as fh:
+                tail = b""
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    if _FORMULA_TAG.search(tail + chunk):
+                        return True
+                    tail = chunk[-16:]
+    return False
+
+
+def _is_formula(v: object) -> bool:
+    return (isinstance(v, str) and v.startswith("=")) or type(v).__name__ in ("ArrayFormula", "DataTableFormula")
+
+
+def _check_cached(path: Path, title: str, line_no: int, row: tuple, shadow: tuple) -> None:
+    """Refuse a formula cell whose computed value the file does not hold (a file written by a program,
+    never opened in Excel): its value is unknown here, and landing NULL would lose it silently."""
+    from openpyxl.utils import get_column_letter
+
+    for col, (v, f) in enumerate(zip(row, shadow), start=1):
+        if (v is None or v == "") and _is_formula(f):
+            cell = f"{get_column_letter(col)}{line_no}"
+            raise refuse(f"工作表 {_sheet_name(title)} 的 {cell} 单元格是公式，但文件中没有公式的计算结果", path,
+                         "请在 Excel 中打开该文件、让公式计算后另存再报送，或将公式列“粘贴为数值”后报送",
+                         where=f"{path} 工作表 {_sheet_name(title)} {cell} 单元格")
+
+
+def _sheet_name(title: str) -> str:
+    """A sheet's title as a message may show it (a title is delivered text: redacted like a header)."""
+    return f"“{scrub(str(title)[:31])}”"
+
+
+_ID_LIKE = re.compile(r"\d{6,}")
+
+
+def _sheet_holds_data(path: Path, ws) -> bool:
+    """Whether a sheet other than the first holds rows. Conservative: after its first non-empty row
+    (header-like), any row with two or more cells, or with one cell holding a run of 6+ digits (an ID,
+    a code, a phone), is data; a sheet of one-cell text lines (填报说明, notes) or only a header is not."""
+    ws.reset_dimensions()
+    first = True
+    for _, texts in _xlsx_rows(path, ws):
+        cells = [t for t in texts if t]
+        if not cells:
+            continue
+        if first:
+            first = False
+            continue
+        if len(cells) > 1 or _ID_LIKE.search(cells[0]):
+            return True
+    return False
+
+
+def _check_single_sheet(path: Path, sheets: list) -> None:
+    """Only the first sheet is read; a workbook whose other sheets hold data too (a 续表) is refused whole
+    rather than landing part of the delivery silently (until sheet selection exists)."""
+    full = [i for i, ws in enumerate(sheets) if i > 0 and _sheet_holds_data(path, ws)]
+    if full:
+        names = "、".join(f"第 {i + 1} 个工作表 {_sheet_name(sheets[i].title)}" for i in [0, *full])
+        raise refuse(f"Excel 文件中有多个工作表含有数据（{names}），只能读取第一个工作表，整个文件被拒收", path,
+                     "请每个文件只报送一个工作表（或将各工作表的数据合并到第一个工作表）后重新报送")
+
+
+def _is_footer(texts: list[str | None], key_columns: list[int]) -> bool:
+    """A footer line starts with a whole footer label, holds at most 3 cells and no business-key value
+    besides the label cell itself (a row with a key value is a record, whatever its first cell says)."""
+    at = next((i for i, t in enumerate(texts) if t), None)
+    if at is None or not _FOOTER.match(texts[at]) or sum(1 for t in texts if t) > 3:
+        return False
+    return not any(i != at and i < len(texts) and texts[i] for i in key_columns)
 
 
 def read_xlsx(path: Path, contract: Contract, info: Delivery) -> Iterator[pa.RecordBatch]:
@@ -538,17 +642,25 @@ def read_xlsx(path: Path, contract: Contract, info: Delivery) -> Iterator[pa.Rec
         # silently drops rows past its last row. Read what the sheet holds instead.
         ws.reset_dimensions()
         title = ws.title
+        formulas = load_workbook(path, read_only=True, data_only=False) if _has_formulas(path) else None
+        if formulas is not None:
+            formulas.worksheets[0].reset_dimensions()
     except Exception as exc:  # noqa: BLE001 - any parser failure on an untrusted file is a refusal
         raise refuse(f"无法打开 Excel 文件（{kind(exc)}）", path, _XLSX_HINT) from None
     try:
-        yield from _read_sheet(path, contract, info, ws, title)
+        _check_single_sheet(path, wb.worksheets)
+        ws.reset_dimensions()
+        yield from _read_sheet(path, contract, info, ws, title, formulas.worksheets[0] if formulas else None)
     finally:
         wb.close()
+        if formulas is not None:
+            formulas.close()
 
 
-def _read_sheet(path: Path, contract: Contract, info: Delivery, ws, title: str) -> Iterator[pa.RecordBatch]:
+def _read_sheet(path: Path, contract: Contract, info: Delivery, ws, title: str,
+                formulas=None) -> Iterator[pa.RecordBatch]:
     lookup = contract.header_map()
-    rows = _xlsx_rows(path, ws)
+    rows = _xlsx_rows(path, ws, formulas)
     header: HeaderMap | None = None
     for line_no, texts in rows:
         hits = sum(1 for t in texts if t and normalize_header(t) in lookup)
@@ -581,10 +693,11 @@ def _read_sheet(path: Path, contract: Contract, info: Delivery, ws, title: str) 
         numbers.clear()
         return b
 
+    key_columns = [i for i, f in enumerate(header.fields) if f in contract.key]
     for _, texts in rows:
         if not any(texts):
             continue  # blank spacer rows hold no data
-        if _is_footer(texts):
+        if _is_footer(texts, key_columns):
             footer.append(texts)
             continue
         for kept in footer:  # data follows: these were notes inside the table, not its footer
@@ -636,6 +749,19 @@ def _depth(obj: object) -> int:
     return deepest
 
 
+def _keep_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose keys repeat keeps every value: the later ``姓名`` becomes ``姓名__2`` (then
+    ``__3`` ...), as a repeated CSV header does (``json.loads`` would silently keep only the last value)."""
+    out: dict = {}
+    for k, v in pairs:
+        name, i = k, 1
+        while name in out:
+            i += 1
+            name = f"{k}__{i}"
+        out[name] = v
+    return out
+
+
 def _parse_record(text: str, n: int, path: Path) -> dict | None:
     """The record of one line, or None when it is not a JSON object we can store (it lands as ragged, raw).
 
@@ -643,7 +769,7 @@ def _parse_record(text: str, n: int, path: Path) -> dict | None:
     RecursionError). A ``\\ud800`` escape yields a lone surrogate, which no Arrow string can hold: the
     line, valid UTF-8 text, lands raw as ragged."""
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, object_pairs_hook=_keep_duplicates)
     except RecursionError:
         obj = None
         deep = True
@@ -764,7 +890,7 @@ def read_parquet(path: Path, contract: Contract, info: Delivery) -> Iterator[pa.
     check_header_shape(schema.names, path)
     for f in schema:
         if not _textable(f.type):
-            raise refuse(f"“{f.name[:MAX_HEADER_CHARS]}” 列是嵌套类型（{str(f.type)[:200]}），无法按原样保存为文本", path,
+            raise refuse(f"“{scrub(f.name[:MAX_HEADER_CHARS])}” 列是嵌套类型（{str(f.type)[:200]}），无法按原样保存为文本", path,
                          "请将结构（struct）、列表（list）或映射（map）列展开为普通列后重新报送")
     for i in range(meta.num_row_groups):
         size = meta.row_group(i).total_byte_size

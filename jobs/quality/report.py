@@ -28,11 +28,10 @@ from markupsafe import Markup
 
 from govlake.context import Context
 from govlake.engine.base import sql_str
-from govlake.access.exports import append_row
-from govlake.jobs.conform.silver import ACCOUNTING
-from govlake.jobs.ingest.bronze import BATCHES
-from govlake.jobs.quality.scoring import DIMENSION_TITLES, DIMENSIONS, SCORES
-from govlake.jobs.quality.validate import RESULTS
+from govlake.exports import append_row
+from govlake.jobs.quality.scoring import DIMENSION_TITLES, DIMENSIONS
+from govlake.status import BatchStatus
+from govlake.tables import CONFORM_BATCHES, CROSSCHECK_SUMMARY, INGEST_BATCHES, QUALITY_SCORES, VALIDATION_RESULTS, LakeTable
 
 SAMPLES_PER_RULE = 3
 DRILLDOWN_ROWS = 500
@@ -104,14 +103,14 @@ def safe_record(ctx: Context, dataset: str, record_json: str | None) -> dict:
     return {k: (_mask_text(v) if k in personal else v) for k, v in rec.items()}
 
 
-def _read(ctx: Context, layer: str, name: str, **kw: Any) -> list[dict]:
-    return ctx.lake.read(layer, name, **kw).to_pylist() if ctx.lake.exists(layer, name) else []
+def _read(ctx: Context, table: LakeTable, **kw: Any) -> list[dict]:
+    return ctx.lake.read(*table.ref, **kw).to_pylist() if ctx.lake.exists(*table.ref) else []
 
 
 def collect(ctx: Context) -> Report:
     reg = ctx.registry
     node_title = lambda n: reg.nodes[n].name if n in reg.nodes else (n or "")  # noqa: E731
-    scores = _read(ctx, "gold", SCORES)
+    scores = _read(ctx, QUALITY_SCORES)
     runs = sorted({s["run_id"] for s in scores})
     latest: dict[tuple, dict] = {}
     trend: dict[tuple, list[tuple[str, float]]] = defaultdict(list)
@@ -124,9 +123,9 @@ def collect(ctx: Context) -> Report:
                              key=lambda r: (r["score"] is None, r["score"] or 0))
                for scope in ("node", "district", "dataset")}
 
-    results = _read(ctx, "meta", RESULTS, filter_sql="layer = 'silver'")
-    acc = {(r["dataset"], r["batch_id"]): r for r in _read(ctx, "meta", ACCOUNTING)}
-    log = _read(ctx, "meta", BATCHES, filter_sql="status = 'ingested'")
+    results = _read(ctx, VALIDATION_RESULTS, filter_sql="layer = 'silver'")
+    acc = {(r["dataset"], r["batch_id"]): r for r in _read(ctx, CONFORM_BATCHES)}
+    log = _read(ctx, INGEST_BATCHES, filter_sql="status = 'ingested'")
     node_of = {r["batch_id"]: r["node"] for r in log}
     findings: dict[tuple[str, str], dict[str, RuleFinding]] = defaultdict(dict)
     for r in sorted(results, key=lambda r: r["validated_at"]):
@@ -178,7 +177,7 @@ def collect(ctx: Context) -> Report:
                                   "missing": [ctx.contract(ds).field(m).title for m in missing]})
         held = [{"batch_id": b, "file": Path(next((x["source_file"] for x in log if x["batch_id"] == b), "")).name,
                  "rules": json.loads(a.get("held_by") or "[]"), "rows": a["bronze_rows"]}
-                for (d, b), a in acc.items() if d == ds and node_of.get(b) == node and a.get("status") == "held"]
+                for (d, b), a in acc.items() if d == ds and node_of.get(b) == node and a.get("status") == BatchStatus.HELD]
         sections.append(Section(
             dataset=ds, dataset_title=ctx.contract(ds).title, node=node, node_title=node_title(node),
             score=s.get("score"), dims={d: s.get(d) for d in DIMENSIONS}, trend=trend.get(("node_dataset", ds, node, None), []),
@@ -186,7 +185,7 @@ def collect(ctx: Context) -> Report:
             findings=sorted(findings.get((ds, node), {}).values(), key=lambda f: (-{"fatal": 2, "error": 1}.get(f.severity, 0), -f.failed)),
             drift=drift, held=held))
     sections.sort(key=lambda s: (s.score is None, s.score or 0))
-    conflicts = _read(ctx, "gold", "crosscheck_summary")
+    conflicts = _read(ctx, CROSSCHECK_SUMMARY)
     return Report(generated_at=datetime.now().strftime("%Y-%m-%d %H:%M"), lake=ctx.settings.lake_root, runs=runs,
                   ranking=ranking, sections=sections, conflicts=conflicts, drilldowns=drilldowns,
                   datasets={d: c.title for d, c in reg.contracts.items()})
@@ -327,7 +326,7 @@ def write_data_docs(ctx: Context, out: Path) -> str | None:
     gx_suites = {}
     for name, s in suites.items():
         gx_suites[name] = context.suites.add(gx_suite(s.to_gx_json()))
-    results = _read(ctx, "meta", RESULTS)
+    results = _read(ctx, VALIDATION_RESULTS)
     latest: dict[tuple[str, str | None], list[dict]] = defaultdict(list)
     newest: dict[tuple[str, str | None], str] = {}
     for r in results:

@@ -27,24 +27,17 @@ import pyarrow as pa
 from govlake.context import Context
 from govlake.engine.base import Engine, sql_str
 from govlake.errors import GovlakeError, PipelineError
-from govlake.jobs.conform.silver import ACCOUNTING
-from govlake.jobs.quality.validate import RESULTS
+from govlake.jobs.gold.models import audit_arrow
+from govlake.jobs.quality.validate import batch_log
+from govlake.tables import CONFORM_BATCHES, QUALITY_SCORES, SCORE_DIMENSIONS, SOURCE_CONFLICTS, VALIDATION_RESULTS
 
 log = logging.getLogger(__name__)
 
-SCORES = "quality_scores"
-DIMENSIONS = ("completeness", "validity", "uniqueness", "timeliness", "consistency")
+DIMENSIONS = SCORE_DIMENSIONS  # the score columns of gold.quality_scores (govlake/tables.py)
 DIMENSION_TITLES = {"completeness": "完整性", "validity": "有效性", "uniqueness": "唯一性", "timeliness": "及时性",
                     "consistency": "一致性"}
 WEIGHTS = {"completeness": 0.2, "validity": 0.3, "uniqueness": 0.15, "timeliness": 0.15, "consistency": 0.2}
 SCOPES = {"node_dataset": "节点 × 数据集", "dataset": "数据集", "node": "节点", "district": "区"}
-
-SCORE_SCHEMA = pa.schema([
-    ("run_id", pa.string()), ("scored_at", pa.timestamp("us", tz="UTC")), ("scope", pa.string()),
-    ("dataset", pa.string()), ("node", pa.string()), ("district", pa.string()), ("label", pa.string()),
-    ("rows", pa.int64()), ("batches", pa.int64()),
-    *[(d, pa.float64()) for d in DIMENSIONS], ("score", pa.float64()),
-])
 
 
 @dataclass
@@ -129,13 +122,13 @@ def unscored_runs(ctx: Context) -> dict[str, list[str]]:
     The books are written per dataset as each is conformed, the scores once at the end of a run, so a run
     killed in between has books and no scores: it stays here until scored. A run's scores are one append
     (after deleting any earlier attempt's), so a run with score rows is scored completely."""
-    if not ctx.lake.exists("meta", ACCOUNTING):
+    if not ctx.lake.exists(*CONFORM_BATCHES.ref):
         return {}
     runs: dict[str, list[str]] = {}
-    for r in ctx.lake.read("meta", ACCOUNTING, columns=["run_id", "batch_id"]).to_pylist():
+    for r in ctx.lake.read(*CONFORM_BATCHES.ref, columns=["run_id", "batch_id"]).to_pylist():
         runs.setdefault(r["run_id"], []).append(r["batch_id"])
-    if ctx.lake.exists("gold", SCORES):
-        for run in set(ctx.lake.read("gold", SCORES, columns=["run_id"]).column("run_id").to_pylist()):
+    if ctx.lake.exists(*QUALITY_SCORES.ref):
+        for run in set(ctx.lake.read(*QUALITY_SCORES.ref, columns=["run_id"]).column("run_id").to_pylist()):
             runs.pop(run, None)
     return {k: sorted(set(v)) for k, v in sorted(runs.items())}
 
@@ -173,12 +166,12 @@ def score_run(ctx: Context, engine: Engine, run_id: str, batches: list[str]) -> 
     """Score the batches conformed in ``run_id`` and append the scores to gold.quality_scores
     (OpenLineage job ``quality.score``)."""
     if not batches:
-        return pa.Table.from_pylist([], schema=SCORE_SCHEMA)
+        return pa.Table.from_pylist([], schema=QUALITY_SCORES.schema)
     from govlake.lineage_events import DatasetRef
 
-    inputs = [DatasetRef(*e.source.split(".", 1)) for e in ctx.lineage.edges if e.target == f"gold.{SCORES}"
+    inputs = [DatasetRef(*e.source.split(".", 1)) for e in ctx.lineage.edges if e.target == QUALITY_SCORES.qualified
               and ctx.lake.exists(*e.source.split(".", 1))]
-    out = DatasetRef("gold", SCORES)
+    out = DatasetRef(*QUALITY_SCORES.ref)
     with ctx.lineage.run("quality.score", inputs, [out], engine=engine.name,
                          description="按五个质量维度为本次运行的批次评分"):
         table = _score_run(ctx, engine, run_id, batches)
@@ -188,13 +181,12 @@ def score_run(ctx: Context, engine: Engine, run_id: str, batches: list[str]) -> 
 
 def _score_run(ctx: Context, engine: Engine, run_id: str, batches: list[str]) -> pa.Table:
     in_b = ", ".join(map(sql_str, batches))
-    acc = ctx.lake.read("meta", ACCOUNTING, filter_sql=f"batch_id IN ({in_b})").to_pylist()
+    acc = ctx.lake.read(*CONFORM_BATCHES.ref, filter_sql=f"batch_id IN ({in_b})").to_pylist()
     timely = {}
-    if ctx.lake.exists("meta", RESULTS):
-        for r in ctx.lake.read("meta", RESULTS, columns=["batch_id", "rule", "success", "observed"],
+    if ctx.lake.exists(*VALIDATION_RESULTS.ref):
+        for r in ctx.lake.read(*VALIDATION_RESULTS.ref, columns=["batch_id", "rule", "success", "observed"],
                                filter_sql=f"batch_id IN ({in_b}) AND rule = 'batch.timeliness'").to_pylist():
             timely[r["batch_id"]] = bool(r["success"])
-    from govlake.jobs.quality.validate import batch_log
 
     by_ds: dict[str, list[str]] = defaultdict(list)
     for a in acc:
@@ -241,17 +233,15 @@ def _score_run(ctx: Context, engine: Engine, run_id: str, batches: list[str]) ->
         out.append({"run_id": run_id, "scored_at": now, "scope": scope, "dataset": ds, "node": node, "district": district,
                     "label": _label(ctx, ds, node, district), "rows": t.rows, "batches": len(t.batches),
                     **{k: None if v is None else round(v, 6) for k, v in dims.items()}, "score": weighted_score(dims)})
-    table = pa.Table.from_pylist(out, schema=SCORE_SCHEMA)
-    from govlake.jobs.gold.models import audit_arrow
-
-    blocking = audit_arrow(ctx, engine, SCORES, table, run_id) if table.num_rows else []
+    table = pa.Table.from_pylist(out, schema=QUALITY_SCORES.schema)
+    blocking = audit_arrow(ctx, engine, QUALITY_SCORES.name, table, run_id) if table.num_rows else []
     if blocking:
         raise PipelineError(f"质量评分未通过金层校验（{'、'.join(blocking)}），本次评分未发布",
                             hint="查看 meta.validation_results 中 dataset = 'quality_scores' 的记录")
     if table.num_rows:
-        if ctx.lake.exists("gold", SCORES):
-            ctx.lake.table("gold", SCORES).delete(f"run_id = {sql_str(run_id)}")  # a re-scored run replaces itself
-        ctx.lake.append("gold", SCORES, table, description="数据质量评分：每次运行按节点×数据集、数据集、节点、区在五个维度上的得分（0–100），保留历史以观察趋势")
+        if ctx.lake.exists(*QUALITY_SCORES.ref):
+            ctx.lake.delete(*QUALITY_SCORES.ref, f"run_id = {sql_str(run_id)}")  # a re-scored run replaces itself
+        ctx.lake.append(*QUALITY_SCORES.ref, table, description=QUALITY_SCORES.description)
     return table
 
 
@@ -268,9 +258,7 @@ def _label(ctx: Context, ds: str | None, node: str | None, district: str | None)
 
 def _conflicts_by_dataset(ctx: Context, engine: Engine, batches_by_ds: dict[str, list[str]]) -> dict[str, int]:
     """Per dataset, subjects delivered in this run's batches that are in a cross-source conflict."""
-    from govlake.jobs.gold.crosscheck import CONFLICTS
-
-    if not ctx.lake.exists("gold", CONFLICTS):
+    if not ctx.lake.exists(*SOURCE_CONFLICTS.ref):
         return {}
     keys: dict[str, str] = {}
     for item in ctx.registry.data_items.values():
@@ -278,7 +266,7 @@ def _conflicts_by_dataset(ctx: Context, engine: Engine, batches_by_ds: dict[str,
             f = ctx.contract(s.dataset).field(s.key)
             keys[s.dataset] = f"{s.key}_pid" if f.hidden else s.key
     out: dict[str, int] = {}
-    engine.register_delta("score_conflicts", "gold", CONFLICTS)
+    engine.register_delta("score_conflicts", *SOURCE_CONFLICTS.ref)
     for ds, batches in batches_by_ds.items():
         if ds not in keys or not engine.register_delta("score_run_rows", "silver", ds):
             continue

@@ -18,8 +18,8 @@ Sources, merged in this order:
 3. ``expectations/<layer>/<name>.yaml``: hand-written domain rules and severity overrides.
 
 ``govlake quality suites`` writes the merged suites to ``expectations/<layer>/<name>.json`` (checked in,
-reviewed like code); the jobs compile them to SQL (jobs/conform/rules.py) so every row rule is evaluated in one
-engine pass. A suite file older than its sources is rebuilt in memory, so adding a dataset is adding files.
+reviewed like code); the jobs compile them to SQL (each check type's own SQL, govlake/checks.py, through
+jobs/conform/rules.py) so every row rule is evaluated in one engine pass. A suite file older than its sources is rebuilt in memory, so adding a dataset is adding files.
 """
 
 from __future__ import annotations
@@ -30,60 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from govlake.contracts import Contract, Field, _load_yaml
+from govlake.checks import EXCEL_NUMBER, PHONE, PROVINCES  # noqa: F401  (re-exported: older imports, tests)
+from govlake.checks import (KEYWORDS, SEVERITIES, BeNull, Between, CastableToType, Check, CompoundUnique,
+                            ExistInDataset, InSet, MatchRegex, NotInFuture, NotNull, Unique, check_type)
+from govlake.contracts import Contract, Field
+from govlake.declarations import load_yaml
 from govlake.errors import ConfigError, did_you_mean
 from govlake.registry import Registry
-
-SEVERITIES = ("error", "warn", "fatal")
-GX_SEVERITY = {"error": "critical", "fatal": "critical", "warn": "warning"}
-PROVINCES = "(1[1-5]|2[1-3]|3[1-7]|4[1-6]|5[0-4]|6[1-5]|71|8[1-3])"
-EXCEL_NUMBER = r"^[0-9](\.[0-9]+)?[eE][+]?[0-9]+$"
-PHONE = r"^(1[3-9][0-9]{9}|0[0-9]{2,3}-?[0-9]{7,8})$"
-
-# Expectation types the engine compiles, and where each is evaluated.
-ROW_TYPES = {
-    "expect_column_values_to_not_be_null", "expect_column_values_to_be_null",
-    "expect_column_values_to_be_castable_to_type", "expect_column_values_to_match_regex",
-    "expect_column_values_to_not_match_regex", "expect_column_values_to_be_in_set",
-    "expect_column_values_to_be_between", "expect_column_values_to_be_valid_cn_ric",
-    "expect_column_values_to_be_valid_cn_uscc", "expect_column_values_to_not_be_in_future",
-    "expect_column_pair_values_a_to_be_greater_than_b", "expect_column_values_to_exist_in_dataset",
-    "expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique",
-}
-BATCH_TYPES = {"expect_table_row_count_to_be_consistent_with_history", "expect_delivery_to_be_timely"}
-KNOWN_TYPES = ROW_TYPES | BATCH_TYPES
-# Types that read typed values (t__) rather than standardized text (s__).
-TYPED_TYPES = {"expect_column_values_to_be_between", "expect_column_values_to_not_be_in_future",
-               "expect_column_pair_values_a_to_be_greater_than_b"}
-
-
-@dataclass(frozen=True)
-class Check:
-    """One expectation of a suite as the jobs see it."""
-
-    rule: str
-    type: str
-    kwargs: dict[str, Any]
-    severity: str
-    description: str
-
-    @property
-    def column(self) -> str | None:
-        return self.kwargs.get("column") or self.kwargs.get("column_A")
-
-    @property
-    def mostly(self) -> float:
-        return float(self.kwargs.get("mostly", 1.0))
-
-    @property
-    def scope(self) -> str:
-        """row: evaluated per row in the conform pass; batch: per delivery from the ingest log."""
-        return "batch" if self.type in BATCH_TYPES else "row"
-
-    @property
-    def audits_batch(self) -> bool:
-        """Fatal row rules are counted per batch before anything is published."""
-        return self.severity == "fatal" and self.scope == "row"
 
 
 @dataclass(frozen=True)
@@ -117,11 +70,7 @@ class Suite:
         """GX Core 1.x suite JSON (no ids, so the checked-in file is stable)."""
         return {
             "name": self.name,
-            "expectations": [
-                {"type": c.type, "kwargs": c.kwargs, "severity": GX_SEVERITY[c.severity],
-                 "meta": {"rule": c.rule, "severity": c.severity, "description": c.description}}
-                for c in self.checks
-            ],
+            "expectations": [c.kind.gx_expectation(c) for c in self.checks],
             "meta": {"govlake": {"source_digest": self.digest, "generated_by": "govlake quality suites"}},
             "notes": "由 govlake quality suites 生成：契约规则 + expectations/defaults.yaml + 手写领域规则。请勿直接编辑本文件。",
         }
@@ -138,9 +87,9 @@ def suite_from_json(doc: dict[str, Any], where: str = "") -> Suite:
 
 
 def _check(type_: str, kwargs: dict, rule: str | None, severity: str, description: str, where: str) -> Check:
-    if type_ not in KNOWN_TYPES:
-        raise ConfigError(f"未知的期望类型：{type_}", where=where,
-                          hint=did_you_mean(type_, KNOWN_TYPES) or f"可用类型：{', '.join(sorted(KNOWN_TYPES))}")
+    """A hand-written or stored expectation, refused unless its type is registered (govlake/checks.py), its
+    kwargs fit the type's parameters and its severity and rule name are set."""
+    check_type(type_, where).check_kwargs(kwargs, where)
     if severity not in SEVERITIES:
         raise ConfigError(f"未知的严重程度：{severity}", where=where, hint="只能是 error、warn 或 fatal")
     if not rule:
@@ -156,13 +105,13 @@ TYPE_WORDS = {"date": "日期格式无法识别或日期不存在", "timestamp":
 
 def contract_checks(c: Contract, reg: Registry) -> list[Check]:
     """The row rules a contract implies, in field order (all ``error``), plus fatal key audits."""
-    out = [Check("row.ragged", "expect_column_values_to_be_null", {"column": "_raw"}, "error",
+    out = [Check("row.ragged", BeNull.name, {"column": "_raw"}, "error",
                  "该行列数与表头不符（原文保存在 _raw）")]
     for f in c.fields:
         out += _field_checks(f, c, reg)
     for k in c.key:
         f = c.field(k)
-        out.append(Check(f"{k}.required@batch", "expect_column_values_to_not_be_null", {"column": k, "mostly": 0.5},
+        out.append(Check(f"{k}.required@batch", NotNull.name, {"column": k, "mostly": 0.5},
                          "fatal", f"过半数行的{f.title}为空：表头可能错位或漏列，整批暂不发布，请核对后重新交付"))
     return out
 
@@ -171,45 +120,27 @@ def _field_checks(f: Field, c: Contract, reg: Registry) -> list[Check]:
     n, label = f.name, f.title
     out: list[Check] = []
     if f.required or n in c.key:
-        out.append(Check(f"{n}.required", "expect_column_values_to_not_be_null", {"column": n}, "error", f"{label}不能为空"))
+        out.append(Check(f"{n}.required", NotNull.name, {"column": n}, "error", f"{label}不能为空"))
     if f.type != "string":
         kw = {"column": n, "type_": f.type} | ({"scale": f.scale} if f.type == "decimal" else {})
-        out.append(Check(f"{n}.{f.type}", "expect_column_values_to_be_castable_to_type", kw, "error",
-                         f"{label}{TYPE_WORDS[f.type]}"))
-    if f.check in ("cn_ric", "cn_uscc"):
-        out.append(Check(f"{n}.excel_number", "expect_column_values_to_not_match_regex", {"column": n, "regex": EXCEL_NUMBER},
-                         "error", f"{label}疑似被 Excel 转成了数值（科学计数法），原值已丢失，须从源系统重新导出"))
-    if f.check == "cn_ric":
-        out.append(Check(f"{n}.cn_ric", "expect_column_values_to_be_valid_cn_ric", {"column": n}, "error",
-                         f"{label}不符合 GB 11643（格式、出生日期或校验码错误）"))
-    elif f.check == "cn_uscc":
-        out.append(Check(f"{n}.cn_uscc", "expect_column_values_to_be_valid_cn_uscc", {"column": n}, "error",
-                         f"{label}不符合 GB 32100（字符集或校验码错误）"))
-    elif f.check == "gz_district":
-        out.append(Check(f"{n}.gz_district", "expect_column_values_to_be_in_set",
-                         {"column": n, "value_set": reg.code_list("gb2260_guangzhou").values}, "error",
-                         f"{label}不是广州市的区级行政区划代码（GB/T 2260）"))
-    elif f.check == "gb2260":
-        out.append(Check(f"{n}.gb2260", "expect_column_values_to_match_regex", {"column": n, "regex": f"^{PROVINCES}[0-9]{{4}}$"},
-                         "error", f"{label}不是有效的 GB/T 2260 行政区划代码"))
-    elif f.check == "phone":
-        out.append(Check(f"{n}.phone", "expect_column_values_to_match_regex", {"column": n, "regex": PHONE}, "error",
-                         f"{label}不是有效的电话号码"))
+        out.append(Check(f"{n}.{f.type}", CastableToType.name, kw, "error", f"{label}{TYPE_WORDS[f.type]}"))
+    if f.check:
+        out += KEYWORDS[f.check].for_field(f, reg)  # the domain check's own expansion (govlake/checks.py)
     if f.codes:
-        out.append(Check(f"{n}.codes", "expect_column_values_to_be_in_set",
+        out.append(Check(f"{n}.codes", InSet.name,
                          {"column": n, "value_set": reg.code_list(f.codes).values}, "error", f"{label}不在代码表 {f.codes} 中"))
     if f.pattern:
-        out.append(Check(f"{n}.pattern", "expect_column_values_to_match_regex", {"column": n, "regex": f.pattern}, "error",
+        out.append(Check(f"{n}.pattern", MatchRegex.name, {"column": n, "regex": f.pattern}, "error",
                          f"{label}格式不符（应匹配 {f.pattern}）"))
     if f.min is not None or f.max is not None:
         kw = {"column": n} | ({"min_value": f.min} if f.min is not None else {}) | ({"max_value": f.max} if f.max is not None else {})
-        out.append(Check(f"{n}.range", "expect_column_values_to_be_between", kw, "error",
+        out.append(Check(f"{n}.range", Between.name, kw, "error",
                          f"{label}超出合理范围 [{'' if f.min is None else f.min}, {'' if f.max is None else f.max}]"))
     if f.min_date:
-        out.append(Check(f"{n}.too_early", "expect_column_values_to_be_between", {"column": n, "min_value": f.min_date},
+        out.append(Check(f"{n}.too_early", Between.name, {"column": n, "min_value": f.min_date},
                          "error", f"{label}早于 {f.min_date}"))
     if f.not_future:
-        out.append(Check(f"{n}.future", "expect_column_values_to_not_be_in_future", {"column": n}, "error", f"{label}晚于今天"))
+        out.append(Check(f"{n}.future", NotInFuture.name, {"column": n}, "error", f"{label}晚于今天"))
     return out
 
 
@@ -252,10 +183,10 @@ def build_silver_suite(c: Contract, reg: Registry, expectations_dir: Path) -> Su
     defaults_path = expectations_dir / "defaults.yaml"
     overlay_path = expectations_dir / "silver" / f"{c.dataset}.yaml"
     checks = contract_checks(c, reg)
-    defaults = (_load_yaml(defaults_path) or {}) if defaults_path.exists() else {}
+    defaults = (load_yaml(defaults_path) or {}) if defaults_path.exists() else {}
     checks = _overlay_checks({"expectations": defaults.get("silver") or []}, defaults_path, checks)
     if overlay_path.exists():
-        checks = _overlay_checks(_load_yaml(overlay_path), overlay_path, checks)
+        checks = _overlay_checks(load_yaml(overlay_path), overlay_path, checks)
     _check_columns(checks, set(c.field_names) | {"_raw"}, overlay_path, reg)
     return Suite(f"silver.{c.dataset}", tuple(checks), _content_digest(checks))
 
@@ -264,16 +195,16 @@ def build_gold_suite(table: str, columns: list[str], key: list[str], expectation
                      key_required: bool = True) -> Suite:
     """Gold suites: the table's key is unique (and present), plus the hand-written file's expectations."""
     path = expectations_dir / "gold" / f"{table}.yaml"
-    checks = [Check(f"{k}.required", "expect_column_values_to_not_be_null", {"column": k}, "error", f"{k} 不能为空")
+    checks = [Check(f"{k}.required", NotNull.name, {"column": k}, "error", f"{k} 不能为空")
               for k in key if key_required]
     if len(key) == 1:
-        checks.append(Check(f"{key[0]}.unique", "expect_column_values_to_be_unique", {"column": key[0]}, "error",
+        checks.append(Check(f"{key[0]}.unique", Unique.name, {"column": key[0]}, "error",
                             f"{key[0]} 必须唯一（每个主键一行）"))
     else:
-        checks.append(Check("key.unique", "expect_compound_columns_to_be_unique", {"column_list": list(key)}, "error",
+        checks.append(Check("key.unique", CompoundUnique.name, {"column_list": list(key)}, "error",
                             f"主键（{'、'.join(key)}）组合必须唯一"))
     if path.exists():
-        checks = _overlay_checks(_load_yaml(path), path, checks)
+        checks = _overlay_checks(load_yaml(path), path, checks)
     _check_columns(checks, set(columns), path, None)
     return Suite(f"gold.{table}", tuple(checks), _content_digest(checks))
 
@@ -284,9 +215,8 @@ def _check_columns(checks: list[Check], columns: set[str], path: Path, reg: Regi
             if col is not None and col not in columns:
                 raise ConfigError(f"规则 {c.rule} 引用了不存在的列 {col}", where=str(path),
                                   hint=did_you_mean(col, columns) or f"可用列：{', '.join(sorted(columns))}")
-        if c.type == "expect_column_values_to_exist_in_dataset" and reg is not None:
-            for ref in c.kwargs.get("datasets", []):
-                ds = ref.split(".")[0]
+        if c.type == ExistInDataset.name and reg is not None:
+            for ds in ExistInDataset.referenced(c):
                 if ds not in reg.contracts:
                     raise ConfigError(f"规则 {c.rule} 引用了未知数据集 {ds}", where=str(path),
                                       hint=did_you_mean(ds, set(reg.contracts)) or "引用格式：<数据集>.<字段>")
@@ -329,8 +259,8 @@ def reference_graph(ctx, names: list[str]) -> dict[str, list[str]]:
     declarations (settings, registry, contracts), so the DAG files can use it at parse time."""
     graph: dict[str, list[str]] = {}
     for name in names:
-        refs = {r.split(".")[0] for c in silver_suite(ctx, name).checks
-                if c.type == "expect_column_values_to_exist_in_dataset" for r in c.kwargs.get("datasets", [])}
+        refs = {r for c in silver_suite(ctx, name).checks if c.type == ExistInDataset.name
+                for r in ExistInDataset.referenced(c)}
         graph[name] = sorted(r for r in refs if r in names and r != name)  # sorted: the same order on every run
     return graph
 
@@ -340,16 +270,11 @@ def gold_tables(ctx) -> dict[str, tuple[list[str], list[str], bool]]:
 
     The declarative models, plus the governance tables the jobs build (cross-check, scores, lineage), whose
     keys may hold NULLs (a dataset-level score has no node) and are only checked for uniqueness."""
-    from govlake.jobs.gold.crosscheck import CONFLICT_COLUMNS, SUMMARY_COLUMNS
-    from govlake.jobs.governance.lineage import EDGE_SCHEMA
-    from govlake.jobs.quality.scoring import SCORE_SCHEMA
     from govlake.models import load_models
+    from govlake.tables import audited_gold
 
     out = {m.table: ([c.name for c in m.columns], list(m.key), True) for m in load_models(ctx.settings.schemas_dir).values()}
-    out["source_conflicts"] = (list(CONFLICT_COLUMNS), ["item", "subject_key", "dataset_a", "dataset_b"], True)
-    out["crosscheck_summary"] = (list(SUMMARY_COLUMNS), ["item", "dataset_a", "dataset_b"], True)
-    out["quality_scores"] = (SCORE_SCHEMA.names, ["run_id", "scope", "dataset", "node", "district"], False)
-    out["lineage_edges"] = (EDGE_SCHEMA.names, ["source", "source_column", "target", "target_column"], False)
+    out.update({t.name: (t.column_names, list(t.key), t.key_not_null) for t in audited_gold()})
     return dict(sorted(out.items()))
 
 

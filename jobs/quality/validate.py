@@ -26,19 +26,9 @@ import pyarrow as pa
 from govlake.context import Context
 from govlake.contracts import CYCLE_DAYS
 from govlake.engine.base import sql_str
-from govlake.jobs.ingest.bronze import BATCHES
 from govlake.jobs.quality.suites import Check, Suite
-
-RESULTS = "validation_results"
-WAIVERS = "batch_waivers"
-
-RESULT_SCHEMA = pa.schema([
-    ("run_id", pa.string()), ("layer", pa.string()), ("suite", pa.string()), ("dataset", pa.string()),
-    ("batch_id", pa.string()), ("node", pa.string()), ("rule", pa.string()), ("expectation_type", pa.string()),
-    ("column", pa.string()), ("severity", pa.string()), ("element_count", pa.int64()), ("unexpected_count", pa.int64()),
-    ("unexpected_percent", pa.float64()), ("mostly", pa.float64()), ("success", pa.bool_()), ("observed", pa.string()),
-    ("description", pa.string()), ("validated_at", pa.timestamp("us", tz="UTC")),
-])
+from govlake.status import BatchStatus
+from govlake.tables import BATCH_WAIVERS, CONFORM_BATCHES, INGEST_BATCHES, VALIDATION_RESULTS
 
 
 @dataclass
@@ -89,9 +79,9 @@ class BatchAudit:
 
 def batch_log(ctx: Context, dataset: str) -> list[dict]:
     """The dataset's accepted deliveries, oldest first (the history volume and timeliness are judged on)."""
-    if not ctx.lake.exists("meta", BATCHES):
+    if not ctx.lake.exists(*INGEST_BATCHES.ref):
         return []
-    t = ctx.lake.read("meta", BATCHES, filter_sql=f"status = 'ingested' AND dataset = {sql_str(dataset)}")
+    t = ctx.lake.read(*INGEST_BATCHES.ref, filter_sql=f"status = 'ingested' AND dataset = {sql_str(dataset)}")
     rows = t.to_pylist()
     for r in rows:
         r.setdefault("delivered_on", None)
@@ -101,9 +91,9 @@ def batch_log(ctx: Context, dataset: str) -> list[dict]:
 
 
 def waived(ctx: Context, dataset: str) -> set[str]:
-    if not ctx.lake.exists("meta", WAIVERS):
+    if not ctx.lake.exists(*BATCH_WAIVERS.ref):
         return set()
-    t = ctx.lake.read("meta", WAIVERS, columns=["batch_id"], filter_sql=f"dataset = {sql_str(dataset)}")
+    t = ctx.lake.read(*BATCH_WAIVERS.ref, columns=["batch_id"], filter_sql=f"dataset = {sql_str(dataset)}")
     return set(t.column("batch_id").to_pylist())
 
 
@@ -173,27 +163,31 @@ def write_results(ctx: Context, rows: list[dict], replace: str | None) -> None:
     if not rows:
         return
     now = datetime.now(timezone.utc)
-    t = pa.Table.from_pylist([{**r, "validated_at": r.get("validated_at") or now} for r in rows], schema=RESULT_SCHEMA)
-    if replace and ctx.lake.exists("meta", RESULTS):
-        ctx.lake.table("meta", RESULTS).delete(replace)
-    ctx.lake.append("meta", RESULTS, t)
+    t = pa.Table.from_pylist([{**r, "validated_at": r.get("validated_at") or now} for r in rows], schema=VALIDATION_RESULTS.schema)
+    if replace and ctx.lake.exists(*VALIDATION_RESULTS.ref):
+        ctx.lake.delete(*VALIDATION_RESULTS.ref, replace)
+    ctx.lake.append(*VALIDATION_RESULTS.ref, t)
 
 
 def release(ctx: Context, dataset: str, batch_id: str, reason: str, by: str) -> dict:
     """A steward publishes a held batch anyway: the waiver is recorded and the batch re-runs on the next
     ``govlake run`` with its fatal rules recorded but not holding it. Row rules still apply."""
-    from govlake.errors import RegistryError
-    from govlake.jobs.conform.silver import ACCOUNTING
+    with ctx.lake.writer_lock(f"govlake quality release {dataset}"):
+        return _release(ctx, dataset, batch_id, reason, by)
 
-    acc = ctx.lake.read("meta", ACCOUNTING, filter_sql=f"dataset = {sql_str(dataset)} AND batch_id = {sql_str(batch_id)}") \
-        if ctx.lake.exists("meta", ACCOUNTING) else pa.table({})
+
+def _release(ctx: Context, dataset: str, batch_id: str, reason: str, by: str) -> dict:
+    from govlake.errors import RegistryError
+
+    acc = ctx.lake.read(*CONFORM_BATCHES.ref, filter_sql=f"dataset = {sql_str(dataset)} AND batch_id = {sql_str(batch_id)}") \
+        if ctx.lake.exists(*CONFORM_BATCHES.ref) else pa.table({})
     rows = acc.to_pylist()
-    if not rows or not any(r.get("status") == "held" for r in rows):
+    if not rows or not any(r.get("status") == BatchStatus.HELD for r in rows):
         raise RegistryError(f"批次 {batch_id} 不是 {dataset} 中被暂停发布的批次",
                             hint="用 govlake quality report 或 govlake sql --role steward 查看 meta.conform_batches 中 status='held' 的批次")
     now = datetime.now(timezone.utc)
-    ctx.lake.append("meta", WAIVERS, pa.Table.from_pylist([{
+    ctx.lake.append(*BATCH_WAIVERS.ref, BATCH_WAIVERS.from_rows([{
         "dataset": dataset, "batch_id": batch_id, "rules": json.dumps(json.loads(rows[-1].get("held_by") or "[]"), ensure_ascii=False),
         "reason": reason, "released_by": by, "released_at": now}]))
-    ctx.lake.table("meta", ACCOUNTING).delete(f"dataset = {sql_str(dataset)} AND batch_id = {sql_str(batch_id)}")
+    ctx.lake.delete(*CONFORM_BATCHES.ref, f"dataset = {sql_str(dataset)} AND batch_id = {sql_str(batch_id)}")
     return {"dataset": dataset, "batch_id": batch_id, "released_at": now}

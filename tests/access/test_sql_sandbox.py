@@ -8,10 +8,14 @@ byte-for-byte digest of the whole lake taken before it.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import duckdb
@@ -20,7 +24,8 @@ import pytest
 
 from govlake.errors import AccessDenied, QueryError
 from govlake.security import keyed_digest
-from govlake.access.sql import AUDIT_PURPOSE, SqlSession, mask_statement, render_csv
+from govlake.access.sql import (AUDIT_PURPOSE, QueryInterrupted, SqlSession, mask_statement, render_csv,
+                                 run_interruptible)
 from tests.factories import ric_number
 
 GOVLAKE = [sys.executable, "-m", "govlake.cli"]
@@ -271,3 +276,145 @@ def test_export_duckdb_refuses_to_clobber(lake, tmp_path: Path) -> None:
     assert con.execute("SELECT count(*) FROM gold.population").fetchone()[0] == 2000
     con.close()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp file left
+
+
+# -- issue 12 red-team: side-effect functions, every type escaped, interrupts, export audited -------------
+SIDE_EFFECT_CALLS = [
+    ("SELECT * FROM enable_logging(level='trace', storage='file', storage_path='{tmp}/log'); SELECT 1", "enable_logging"),
+    ("SELECT * FROM main.enable_logging()", "enable_logging"),
+    ('SELECT * FROM "ENABLE_LOGGING"()', "enable_logging"),
+    ("CALL disable_logging()", None),  # not a read at all
+    ("SELECT * FROM truncate_duckdb_logs()", "truncate_duckdb_logs"),
+    ("SELECT * FROM checkpoint()", "checkpoint"),
+    ("FROM force_checkpoint()", "force_checkpoint"),
+    ("SELECT * FROM read_csv('{tmp}/x.csv')", "read_csv"),
+    ("SELECT * FROM glob('{tmp}/*')", "glob"),
+    ("SELECT * FROM sniff_csv('{tmp}/x.csv')", "sniff_csv"),
+    ("SELECT * FROM parquet_metadata('{tmp}/x.parquet')", "parquet_metadata"),
+    ("SELECT * FROM duckdb_secrets()", "duckdb_secrets"),
+    ("SELECT current_setting('temp_directory')", "current_setting"),
+    ("SELECT ('temp_directory').current_setting()", "current_setting"),
+    ("SELECT write_log('x')", "write_log"),
+    ("SELECT * FROM query('SELECT 1')", "query"),
+    ("SELECT * FROM query_table('gold.population')", "query_table"),
+    ("CREATE TEMP TABLE t AS SELECT * FROM read_text('{tmp}/x.csv')", "read_text"),
+    ("EXPLAIN SELECT * FROM pragma_storage_info('gold.population')", "pragma_storage_info"),
+]
+
+
+def test_side_effect_functions_are_refused_before_execution(lake, tmp_path: Path) -> None:
+    tmp_path = tmp_path / "files"
+    tmp_path.mkdir()
+    (tmp_path / "x.csv").write_text("a\n1\n")
+    s = SqlSession(lake.lake, "admin")
+    for sql, name in SIDE_EFFECT_CALLS:
+        with pytest.raises((AccessDenied, QueryError)) as refused:
+            s.query(sql.format(tmp=tmp_path))
+        if name is not None:
+            assert isinstance(refused.value, AccessDenied) and f"{name}()" in str(refused.value), sql
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.csv"]  # no log file appeared
+    denied = [r for r in audit_rows(lake) if r["reason"] == "function_not_allowed"]
+    assert len(denied) == sum(1 for _, name in SIDE_EFFECT_CALLS if name)
+    # side-effect free functions, casts with a length, alias column lists and read pragmas still work
+    out = s.query("SELECT count(*) AS n, sum(x)::DECIMAL(18, 2) AS s FROM range(10) t(x) "
+                  "CROSS JOIN generate_series(1, 2) g(y) CROSS JOIN unnest([1]) u(z)").table
+    assert out.column("n")[0].as_py() == 20
+    assert s.query("SELECT * FROM duckdb_tables()").table.num_rows >= 0
+    assert s.query("PRAGMA table_info('gold.population')").table.num_rows == 5
+    assert s.query("SELECT histogram(birth_year) AS h, upper(district_code) FROM gold.population GROUP BY 2").table.num_rows == 11
+    s.close()
+
+
+def test_cli_refuses_enable_logging_instead_of_aborting(lake, tmp_path: Path) -> None:
+    tmp_path = tmp_path / "files"
+    tmp_path.mkdir()
+    sql = f"SELECT * FROM enable_logging(level='trace',storage='file',storage_path='{tmp_path}/x'); SELECT 1"
+    out = cli(lake, sql)
+    assert out.returncode == AccessDenied.exit_code, (out.returncode, out.stderr)  # was 134 (C++ terminate)
+    assert "enable_logging()" in out.stderr and "Traceback" not in out.stderr and "terminate" not in out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+ALL_TYPES_FORMULAS = """
+SELECT '=1+1'::BLOB AS b, ('=9')::ENUM('=9', 'b') AS e, '=2'::VARCHAR AS v, uuid() AS u,
+       make_date(-44, 3, 15) AS d, make_timestamp(-44, 3, 15, 10, 0, 0) AS ts,
+       make_timestamptz(-44, 3, 15, 10, 0, 0, 'UTC') AS tz, '0101'::BIT AS bits,
+       '12:00'::TIME AS t, INTERVAL '-1 day' AS i, ['=3'] AS l, {'k': '=4'} AS s, MAP {'=5': '=6'} AS m,
+       ['=7']::VARCHAR[1] AS a, union_value(k := '=8') AS un, 'x\\xFF'::BLOB AS bad, '@SUM(A1)'::BLOB AS at,
+       -3.5 AS num, -3::HUGEINT AS h, true AS flag, NULL AS n, '-1'::JSON AS j,
+       to_json('=10') AS j2, 1.5::DECIMAL(10, 2) AS dec, 2.5::FLOAT AS f
+"""
+
+
+def test_csv_escapes_formulas_in_every_type(lake) -> None:
+    import csv
+
+    from govlake.exports import is_formula_like
+
+    s = SqlSession(lake.lake, "analyst")
+    table = s.query(ALL_TYPES_FORMULAS).table
+    rows = list(csv.reader(io.StringIO(render_csv(table))))
+    cells = dict(zip(rows[0], rows[1]))
+    assert not [c for c in rows[0] + rows[1] if is_formula_like(c)], cells
+    assert cells["b"] == "'=1+1" and cells["e"] == "'=9" and cells["at"] == "'@SUM(A1)"
+    assert cells["num"] == "-3.5" and cells["h"] == "-3" and cells["j"] == "-1"  # numbers stay numbers
+    assert cells["d"].startswith("'-") and cells["bad"].startswith("x")
+    # DuckDB's own table of every type renders without error and without a live formula
+    every = render_csv(s.query("SELECT * FROM test_all_types()").table)
+    assert not [c for row in csv.reader(io.StringIO(every)) for c in row if is_formula_like(c)]
+    s.close()
+
+
+def sql_process(ctx, sql: str, **env: str) -> subprocess.Popen:
+    full = {**os.environ, "GOVLAKE_LAKE": ctx.settings.lake_root, **env}
+    return subprocess.Popen([*GOVLAKE, "sql", sql], env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+ENDLESS = "SELECT count(*) FROM range(1000000000000)"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "code", "cause"), [(signal.SIGINT, 130, "sigint"), (signal.SIGTERM, 143, "sigterm")])
+def test_signals_interrupt_the_query_and_are_audited(lake, sig, code, cause) -> None:
+    proc = sql_process(lake, ENDLESS)
+    time.sleep(3)  # the CLI has started and the query is running
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "查询已中断" in err and "Traceback" not in err
+    last = audit_rows(lake)[-1]
+    assert (last["status"], last["reason"], last["statement_type"]) == ("interrupted", cause, "SELECT")
+
+
+def test_signal_in_process_interrupts_run_interruptible(lake) -> None:
+    s = SqlSession(lake.lake, "analyst")
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(QueryInterrupted, match="查询已中断") as stopped:
+        run_interruptible(s, ENDLESS, timeout=0)
+    assert stopped.value.exit_code == 130 and time.monotonic() - started < 30
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was restored
+    assert audit_rows(lake)[-1]["status"] == "interrupted"
+    s.close()
+
+
+@pytest.mark.slow
+def test_statement_timeout_interrupts_and_names_the_limit(lake) -> None:
+    proc = sql_process(lake, ENDLESS, GOVLAKE_SQL_TIMEOUT="1")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 124, err
+    assert "时间限制（1 秒）" in err and "GOVLAKE_SQL_TIMEOUT" in err and "Traceback" not in err
+    last = audit_rows(lake)[-1]
+    assert (last["status"], last["reason"]) == ("timeout", "timeout") and last["duration_ms"] >= 900
+
+
+def test_export_duckdb_is_audited(lake, tmp_path: Path) -> None:
+    target = tmp_path / "张三的导出.duckdb"
+    assert cli(lake, "--export-duckdb", str(target)).returncode == 0
+    assert cli(lake, "--export-duckdb", str(target)).returncode != 0  # refused: the file exists
+    ok, refused = audit_rows(lake)[-2:]
+    assert (ok["statement_type"], ok["status"], ok["rows"], ok["role"]) == ("EXPORT", "ok", 1, "analyst")
+    assert (refused["statement_type"], refused["status"]) == ("EXPORT", "error")
+    assert ok["query_masked"] == "EXPORT DUCKDB ?" and "张三" not in json.dumps([ok, refused], ensure_ascii=False, default=str)
+    assert ok["query_hmac"] == keyed_digest(lake.settings, AUDIT_PURPOSE, f"EXPORT DUCKDB '{target}'")

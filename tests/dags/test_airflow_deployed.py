@@ -243,7 +243,8 @@ def gold_outlets(dep: Deployment, lake_uri: str) -> set[str]:
 def buildable(declared: set[str], delivered: set[str]) -> set[str]:
     """The declared gold tables these deliveries can feed: a gold model waits while one of its sources does
     not exist (``integrate``), so a model is built when its silver sources were delivered and its gold
-    sources are built. Tables that are not gold models (governance outputs) are built from any delivery."""
+    sources are built. Tables that are not gold models (the governance outputs: 多源校核, scores, lineage,
+    catalog, duties-data list, indicators) are built from any delivery."""
     from govlake.jobs import tasks
 
     lay = tasks.layout()
@@ -293,6 +294,7 @@ def test_scheduler_on_postgres_runs_the_asset_chain(deployment: Deployment, govl
     lake_uri = Path(ctx.settings.lake_root).as_uri()
     expected = buildable(gold_outlets(deployment, lake_uri), delivered)
     assert {"population", "legal_entities", "district_profile", "quality_scores"} <= expected  # the set is real
+    assert {"catalog_resources", "duty_data_list", "indicator_progress"} <= expected  # governance outputs too
     for dag_id in sorted(ingest_dags):  # only these nodes: the others' files stay in the landing, untouched
         deployment.airflow("dags", "trigger", dag_id)
     waited = _wait_idle(deployment, ctx, expected)

@@ -18,6 +18,11 @@ from .conftest import AIRFLOW_ENV, DAGS, dag_bag
 
 pytestmark = pytest.mark.airflow
 
+GOVERNANCE_TABLES = ("source_conflicts", "crosscheck_summary", "quality_scores", "lineage_edges", "catalog_nodes",
+                     "catalog_resources", "catalog_items", "duty_data_list", "duty_findings", "indicator_values",
+                     "indicator_progress")
+"""Gold tables the governance stages write (not gold models): an Airflow lake has them too (issue 12)."""
+
 
 @pytest.fixture()
 def bag(govlake_env):
@@ -34,7 +39,7 @@ def known_tables(ctx) -> set[str]:
 
     names = {f"{layer}.{d}" for d in ctx.registry.contracts for layer in ("bronze", "silver", "quarantine")}
     names |= {f"gold.{t}" for t in load_models(ctx.settings.schemas_dir)}
-    names |= {f"gold.{t}" for t in jobs.GOVERNANCE_TABLES}
+    names |= {f"gold.{t}" for t in GOVERNANCE_TABLES}
     return {Path(ctx.lake.uri(*n.split("."))).as_uri() for n in names}
 
 
@@ -101,8 +106,16 @@ def test_schedules_are_asset_driven(bag, ctx) -> None:
     lay = jobs.layout()
     assert uris(bag.dags["govlake_gold"]) == {Path(lake.uri("silver", d)).as_uri() for t in lay.gold_tables
                                               for d in lay.gold_sources[t]}
-    # governance reads silver, quarantine and meta only (not the gold models): every silver update reaches it
-    assert uris(bag.dags["govlake_governance"]) == {Path(lake.uri("silver", d)).as_uri() for d in contracts}
+    # governance reads every silver and quarantine table (scores, catalog), and the indicators read gold models
+    import yaml
+
+    indicators = yaml.safe_load((ctx.settings.catalog_dir / "indicators.yaml").read_text(encoding="utf-8"))
+    models = {f"gold.{t}" for t in lay.gold_tables}
+    read_models = {s for i in indicators["indicators"] for s in i["sources"] if s in models}
+    assert read_models  # gold.population: the indicators come after the gold DAG's builds
+    assert uris(bag.dags["govlake_governance"]) == (
+        {Path(lake.uri(layer, d)).as_uri() for d in contracts for layer in ("silver", "quarantine")}
+        | {Path(lake.uri(*s.split("."))).as_uri() for s in read_models})
     for dag_id, dag in bag.dags.items():
         if dag_id.startswith("govlake_ingest_"):
             assert type(dag.timetable).__name__ == "CronTriggerTimetable", dag_id  # GOVLAKE_INGEST_SCHEDULE
@@ -126,6 +139,30 @@ def test_silver_tasks_follow_the_conform_order(bag, ctx) -> None:
     for d, deps in lay.conform_after.items():
         assert {f"conform__{x}" for x in deps} <= silver.get_task(f"conform__{d}").upstream_task_ids
     assert silver.get_task("conform__credit_records").upstream_task_ids >= {"conform__market_entities"}
+
+
+def test_the_dags_are_the_plan(bag) -> None:
+    """Every step of the plan is a task of its flow's DAG and nothing else is (apart from the branch and the
+    findings check); every dependency of a DAG is one the plan's order respects, so ``govlake run`` (which
+    walks ``plan.steps``) and Airflow run the steps in a compatible order."""
+    from govlake.jobs import plan
+
+    lay = jobs.layout()
+    wiring = {"plan", "check"}
+    for flow in (plan.Flow.SILVER, plan.Flow.GOLD, plan.Flow.GOVERNANCE):
+        dag = bag.dags[f"govlake_{flow}"]
+        order = [s.task_id for s in plan.steps(lay, flow)]
+        assert set(dag.task_ids) - wiring == set(order), flow
+        for t in order:
+            for up in dag.get_task(t).upstream_task_ids - wiring:
+                assert order.index(up) < order.index(t), (flow, up, t)
+    gov = bag.dags["govlake_governance"]
+    assert {"score", "lineage_graph"} <= gov.get_task("catalog").upstream_task_ids  # the catalog shows scores, lineage
+    assert {"catalog", "crosscheck"} <= gov.get_task("duties").upstream_task_ids
+    assert "catalog" in gov.get_task("indicators").upstream_task_ids  # 公共数据汇聚率 reads gold.catalog_resources
+    assert gov.get_task("steward_report").trigger_rule == "all_done"  # it only reads: runs after a failure too
+    ingest = bag.dags["govlake_ingest_gaj"]
+    assert set(ingest.task_ids) == {"discover", "ingest", "summarize"}
 
 
 def test_table_uri_is_the_lake_address_as_uri(ctx) -> None:

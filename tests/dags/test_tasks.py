@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
+
+from govlake.errors import ConfigError
 from govlake.jobs import tasks as jobs
 
 from ..conftest import write_csv
@@ -75,4 +78,5 @@ def test_locations_default_next_to_the_lake(monkeypatch, tmp_path: Path) -> None
     assert jobs.landing_dir() == tmp_path / "landing"
     assert jobs.reports_dir() == tmp_path / "lake" / "_reports" / "quality"
     monkeypatch.delenv("GOVLAKE_LAKE")
-    assert jobs.lake_root() == str(jobs.project_dir() / "lake")  # not the working directory
+    with pytest.raises(ConfigError, match="GOVLAKE_LAKE"):  # never the working directory of an Airflow process
+        jobs.lake_root()

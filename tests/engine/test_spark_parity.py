@@ -474,3 +474,34 @@ def test_time_travel_and_empty_tables(spark_engine) -> None:
 
 def test_dialect_is_the_spark_one(spark_engine) -> None:
     assert spark_engine.dialect.name == "spark" and type(spark_engine.dialect) is not Dialect
+
+
+# -- silver on the executors ------------------------------------------------------------------------------
+def test_silver_is_written_by_the_executors_and_merged_copy_on_write(env, tmp_path_factory) -> None:
+    """The conform pass runs on the executors: they split the rows and write silver's files, for a new table
+    and for the MERGE into an existing one; the driver pulls only probes, counts and the rows set aside.
+    (Before, every silver row was fetched to the driver and streamed into delta-rs from there.)"""
+    base = tmp_path_factory.mktemp("executors")
+    ctx = Context.from_env(str(base / "lake"))
+    codes = [uscc_code(org=f"MA5{i:06d}") for i in range(400)]
+    rounds = [[me(c, name="第一期") for c in codes[:300]], [me(c, name="第二期") for c in codes[200:]]]
+    pulled: list[int] = []
+    with ctx.engine("spark") as eng:
+        real_fetch = eng.fetch
+
+        def fetch(sql: str) -> pa.Table:
+            t = real_fetch(sql)
+            pulled.append(t.num_rows)
+            return t
+
+        eng.fetch = fetch
+        eng.stream = lambda sql: pytest.fail("the conform pass must not stream rows to the driver")
+        for n, rows in enumerate(rounds):
+            deliver(ctx, base, {("scjgj", "market_entities", f"many{n}.csv", ME): rows})
+            res = conform(ctx, eng, "market_entities")
+            assert res.balanced and (res.silver_rows, res.quarantined) == (len(rows), 0)
+    assert max(pulled) < 50, pulled
+    silver = {r["uscc"]: r["entity_name"] for r in ctx.lake.read("silver", "market_entities").to_pylist()}
+    assert silver == {c: "第一期" if i < 200 else "第二期" for i, c in enumerate(codes)}
+    last = ctx.lake.table("silver", "market_entities").history(1)[0]
+    assert last["operation"] == "WRITE"  # the executors' rewrite, committed by delta-rs (no delta-rs MERGE)

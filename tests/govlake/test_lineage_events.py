@@ -18,7 +18,7 @@ from referencing import Registry, Resource
 
 from govlake.cli import main
 from govlake.jobs.ingest.bronze import ingest_file
-from govlake.jobs.governance.lineage import all_edges, walk
+from govlake.lineage_graph import all_edges, walk
 from govlake.jobs.pipeline import run_pending
 from tests.conftest import PROJECT, write_csv
 from tests.factories import ric_number, uscc_code

@@ -159,15 +159,18 @@ def _start_holder(lake: Path, seconds: float) -> subprocess.Popen:
     return proc
 
 
-def test_a_writer_waits_for_the_lock_then_gives_up_with_a_clear_message(tmp_path: Path) -> None:
-    """The CLI waits (saying for whom) up to GOVLAKE_LOCK_TIMEOUT, then refuses without a traceback."""
+@pytest.mark.parametrize("command", ["ingest", "run", "release"])
+def test_a_writer_waits_for_the_lock_then_gives_up_with_a_clear_message(tmp_path: Path, command: str) -> None:
+    """Every writing command (ingest, run, quality release) waits, saying for whom, up to
+    GOVLAKE_LOCK_TIMEOUT, then refuses without a traceback."""
     lake = tmp_path / "lake"
     f = delivery(tmp_path / "hukou.csv", rows=5)
+    args = {"ingest": ["ingest", str(f), "--node", "gaj", "--dataset", "hukou_population"], "run": ["run"],
+            "release": ["quality", "release", "hukou_population", "b1", "--reason", "核实无误"]}[command]
     holder = _start_holder(lake, 60)
     try:
         started = time.monotonic()
-        cli = subprocess.run([str(Path(sys.executable).parent / "govlake"), "ingest", str(f), "--node", "gaj",
-                              "--dataset", "hukou_population", "--lake", str(lake)],
+        cli = subprocess.run([str(Path(sys.executable).parent / "govlake"), *args, "--lake", str(lake)],
                              capture_output=True, text=True, env={**os.environ, **ENV, "GOVLAKE_LOCK_TIMEOUT": "2"})
         waited = time.monotonic() - started
     finally:

@@ -38,13 +38,14 @@ if stage in ("before_scoring", "after_first_dataset"):
     if stage == "before_scoring":
         scoring.score_pending_runs = die
     else:
-        real = pipeline.conform
+        import govlake.jobs.conform.silver as silver  # the plan's conform step calls silver.conform
+        real = silver.conform
         def conform(*args, **kwargs):
             result = real(*args, **kwargs)
             if result.batches:  # this dataset's books are written: die before the next one and scoring
                 die()
             return result
-        pipeline.conform = conform
+        silver.conform = conform
     with ctx.engine() as engine:
         pipeline.run_pending(ctx, engine)
 elif stage == "batch_log":

@@ -59,9 +59,13 @@ def test_failing_rows_go_to_quarantine_with_every_rule(ctx, engine, tmp_path: Pa
         me_row(C, date="1900-01-01", rep_id="4.40106199003071e+17"),
     ])
     assert (res.silver_rows, res.quarantined, res.superseded) == (1, 2, 0) and res.balanced
-    q = {r["uscc"]: r for r in quarantine(ctx)}
+    by_row = {r["_row_number"]: r for r in quarantine(ctx)}
+    q = {bad_check(B): by_row[2], C: by_row[3]}
     assert set(q[bad_check(B)]["_failures"]) == {"uscc.cn_uscc", "entity_name.required", "establish_date.future",
                                                  "district_code.gz_district"}
+    # A value that breaks its own field's rules is unclassified text: only its shape is kept.
+    assert q[bad_check(B)]["uscc"] != bad_check(B) and set(q[bad_check(B)]["uscc"]) <= set("9*")
+    assert q[bad_check(B)]["district_code"] == "999999" and q[C]["uscc"] == C  # valid values stay legible
     assert set(q[C]["_failures"]) == {"establish_date.too_early", "legal_rep_id_number.excel_number", "legal_rep_id_number.cn_ric"}
     rec = q[C]["_record"]
     assert "4.40106199003071e+17" not in rec and REP not in str(q)  # raw PII never in quarantine

@@ -13,9 +13,10 @@ from click.testing import CliRunner
 from openpyxl import load_workbook
 
 from govlake.cli import main
-from govlake.jobs.governance.catalog import ITEMS, NODES, RESOURCES, build_catalog, export, search_rows
+from govlake.jobs.governance.catalog import build_catalog, export, search_rows
 from govlake.jobs.ingest.bronze import ingest_file
 from govlake.jobs.pipeline import run_pending
+from govlake.tables import CATALOG_ITEMS as ITEMS, CATALOG_NODES as NODES, CATALOG_RESOURCES as RESOURCES
 from tests.conftest import write_csv
 from tests.factories import ric_number
 
@@ -34,7 +35,7 @@ def cataloged(ctx, engine, tmp_path: Path):
 
 def test_nodes_have_health_against_the_update_cycle(cataloged) -> None:
     ctx = cataloged
-    nodes = {r["code"]: r for r in ctx.lake.read("gold", NODES).to_pylist()}
+    nodes = {r["code"]: r for r in ctx.lake.read(*NODES.ref).to_pylist()}
     assert set(nodes) == set(ctx.registry.nodes) and len(nodes) == 1 + 11 + len(ctx.registry.departments)
     assert nodes["440100"]["health"] == "无报送职责"
     assert nodes["gaj"]["last_delivery"] == date(2026, 11, 10) and nodes["gaj"]["health"] == "正常"
@@ -42,13 +43,13 @@ def test_nodes_have_health_against_the_update_cycle(cataloged) -> None:
     assert nodes["gaj"]["quality_score"] is not None
     # A week later the daily 户籍 resource is late (更新周期 每日: at most two cycles + one day).
     build_catalog(ctx, date(2026, 11, 17))
-    later = {r["code"]: r for r in ctx.lake.read("gold", NODES).to_pylist()}
+    later = {r["code"]: r for r in ctx.lake.read(*NODES.ref).to_pylist()}
     assert later["gaj"]["health"] == "滞后" and "户籍人口基本信息" in later["gaj"]["stale_resources"]
 
 
 def test_resources_carry_catalogue_and_technical_metadata(cataloged) -> None:
     ctx = cataloged
-    res = {r["dataset"]: r for r in ctx.lake.read("gold", RESOURCES).to_pylist()}
+    res = {r["dataset"]: r for r in ctx.lake.read(*RESOURCES.ref).to_pylist()}
     assert set(res) == set(ctx.registry.contracts)
     hk, c = res["hukou_population"], ctx.contract("hukou_population")
     assert (hk["code"], hk["name"], hk["provider"], hk["share"], hk["open"], hk["update_cycle"]) == (
@@ -64,7 +65,7 @@ def test_resources_carry_catalogue_and_technical_metadata(cataloged) -> None:
              and r["dataset"] == "hukou_population"]
     assert hk["quality_score"] == score[-1]["score"]
     assert res["market_entities"]["silver_rows"] is None and res["market_entities"]["freshness"] == "无数据"
-    items = ctx.lake.read("gold", ITEMS).to_pylist()
+    items = ctx.lake.read(*ITEMS.ref).to_pylist()
     assert len(items) == sum(len(c.fields) for c in ctx.registry.contracts.values())
     idn = next(i for i in items if i["dataset"] == "hukou_population" and i["field"] == "id_number")
     assert idn["pii"] == "敏感个人信息" and idn["grade"] == 3 and idn["is_key"] is True
@@ -101,7 +102,7 @@ HOSTILE = ['=HYPERLINK("http://x","y")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A
 
 
 def _no_formula_cells(path: Path) -> list:
-    from govlake.access.exports import is_formula_like
+    from govlake.exports import is_formula_like
 
     wb = load_workbook(path)
     cells = [c for ws in wb for row in ws.iter_rows() for c in row if c.value is not None]
@@ -126,13 +127,13 @@ def test_catalog_exports_write_formula_like_text_as_text(cataloged, tmp_path: Pa
 def test_duties_export_writes_formula_like_text_as_text(cataloged, tmp_path: Path) -> None:
     import pyarrow as pa
 
-    from govlake.jobs.governance.duties import FINDINGS
+    from govlake.tables import DUTY_FINDINGS as FINDINGS
 
     ctx = cataloged
-    t = ctx.lake.read("gold", FINDINGS)
+    t = ctx.lake.read(*FINDINGS.ref)
     found = t.to_pylist()
     found[0].update(detail=HOSTILE[0], action=HOSTILE[3])
-    ctx.lake.overwrite("gold", FINDINGS, pa.Table.from_pylist(found, schema=t.schema))
+    ctx.lake.overwrite(*FINDINGS.ref, pa.Table.from_pylist(found, schema=t.schema))
     out = tmp_path / "d.xlsx"
     res = CliRunner().invoke(main, ["duties", "--lake", ctx.settings.lake_root, "--format", "xlsx", "--out", str(out)])
     assert res.exit_code == 0, res.output

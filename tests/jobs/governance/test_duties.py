@@ -12,9 +12,10 @@ from openpyxl import load_workbook
 
 from govlake.cli import main
 from govlake.jobs.governance.catalog import build_catalog
-from govlake.jobs.governance.duties import FINDINGS, LIST, build_duties
+from govlake.jobs.governance.duties import build_duties
 from govlake.jobs.ingest.bronze import ingest_file
 from govlake.jobs.pipeline import run_pending
+from govlake.tables import DUTY_DATA_LIST as LIST, DUTY_FINDINGS as FINDINGS
 from tests.conftest import PROJECT, write_csv
 from tests.factories import ric_number
 
@@ -31,14 +32,14 @@ def deliver_people(ctx, tmp_path: Path, n: int = 4) -> None:
 def test_duty_list_links_duties_to_catalog_and_data(ctx, engine, tmp_path: Path) -> None:
     deliver_people(ctx, tmp_path)
     run_pending(ctx, engine, as_of=date(2026, 11, 11))
-    rows = ctx.lake.read("gold", LIST).to_pylist()
+    rows = ctx.lake.read(*LIST.ref).to_pylist()
     assert {r["duty_id"] for r in rows} == set(ctx.registry.duties)
     hk = next(r for r in rows if r["duty_id"] == "gaj.household_registration" and r["dataset"] == "hukou_population")
     assert hk["relation"] == "产生" and hk["resource_code"] == ctx.contract("hukou_population").catalog.code
     assert hk["silver_rows"] == 4 and hk["freshness"] == "正常"
     needs = [r for r in rows if r["duty_id"] == "lsj.migrant_registration" and r["relation"] == "需要"]
     assert [r["dataset"] for r in needs] == ["hukou_population"]
-    found = ctx.lake.read("gold", FINDINGS).to_pylist()
+    found = ctx.lake.read(*FINDINGS.ref).to_pylist()
     gaps = {(r["duty_id"], r["dataset"]) for r in found if r["kind"] == "缺位"}
     assert ("gaj.household_registration", "hukou_population") not in gaps  # delivered and fresh
     assert ("scjgj.market_registration", "market_entities") in gaps  # catalogued, no data
@@ -50,7 +51,7 @@ def test_duty_list_links_duties_to_catalog_and_data(ctx, engine, tmp_path: Path)
 def test_stale_data_is_a_gap(ctx, engine, tmp_path: Path) -> None:
     deliver_people(ctx, tmp_path)
     run_pending(ctx, engine, as_of=date(2026, 12, 31))
-    found = ctx.lake.read("gold", FINDINGS).to_pylist()
+    found = ctx.lake.read(*FINDINGS.ref).to_pylist()
     stale = [r for r in found if r["kind"] == "缺位" and r["dataset"] == "hukou_population"]
     assert len(stale) == 1 and "未按更新周期更新" in stale[0]["detail"] and stale[0]["node"] == "gaj"
 
@@ -73,7 +74,7 @@ def test_a_node_delivering_outside_its_duties_is_overreach(tmp_path: Path, monke
     assert ingest_file(ctx, f, "fgw", "charging_stations").status == "ingested"
     build_catalog(ctx, date(2026, 11, 11))
     build_duties(ctx)
-    over = [r for r in ctx.lake.read("gold", FINDINGS).to_pylist() if r["kind"] == "越位"]
+    over = [r for r in ctx.lake.read(*FINDINGS.ref).to_pylist() if r["kind"] == "越位"]
     assert [(r["node"], r["dataset"]) for r in over] == [("fgw", "charging_stations")]
 
 

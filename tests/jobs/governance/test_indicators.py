@@ -13,9 +13,10 @@ from click.testing import CliRunner
 
 from govlake.cli import main
 from govlake.errors import ConfigError
-from govlake.jobs.governance.indicators import PROGRESS, VALUES, Indicator, load_indicators
+from govlake.jobs.governance.indicators import Indicator, load_indicators
 from govlake.jobs.ingest.bronze import ingest_file
 from govlake.jobs.pipeline import run_pending
+from govlake.tables import INDICATOR_PROGRESS as PROGRESS, INDICATOR_VALUES as VALUES
 from tests.conftest import PROJECT, write_csv
 
 CASES = ["办件编号", "受理区", "事项编码", "事项名称", "申请人类型", "申请人证件号码", "受理时间", "办结时间", "是否使用电子证照", "办理渠道"]
@@ -41,7 +42,7 @@ def lake_with_cases(ctx, engine, tmp_path: Path):
 
 def test_values_by_period_and_district_with_city_rollup(lake_with_cases) -> None:
     ctx = lake_with_cases
-    vals = {(v["period"], v["district_code"]): v for v in ctx.lake.read("gold", VALUES).to_pylist()
+    vals = {(v["period"], v["district_code"]): v for v in ctx.lake.read(*VALUES.ref).to_pylist()
             if v["indicator_id"] == "e_license_usage_rate"}
     assert vals[("2026-10", "440106")]["value"] == pytest.approx(200 / 3, abs=1e-3)
     assert vals[("2026-11", "440106")]["value"] == 100.0 and vals[("2026-11", "440111")]["value"] == 0.0
@@ -53,7 +54,7 @@ def test_values_by_period_and_district_with_city_rollup(lake_with_cases) -> None
 
 def test_progress_against_baseline_and_targets(lake_with_cases) -> None:
     ctx = lake_with_cases
-    prog = {p["indicator_id"]: p for p in ctx.lake.read("gold", PROGRESS).to_pylist()}
+    prog = {p["indicator_id"]: p for p in ctx.lake.read(*PROGRESS.ref).to_pylist()}
     e = prog["e_license_usage_rate"]
     assert (e["baseline_2022"], e["target_2025"], e["target_2027"]) == (35, 80, 90)  # 表 1
     assert e["period"] == "2026-11" and e["value"] == pytest.approx(100 / 3, abs=1e-3)

@@ -86,6 +86,22 @@ def xlsx_bytes(table: list[list[object]]) -> bytes:
     return buf.getvalue()
 
 
+def xlsx_sheets(sheets: dict[str, list[list[object]]]) -> bytes:
+    """A workbook of several sheets, in order (values starting with ``=`` are formulas, saved by openpyxl
+    without a cached value, as any program that never ran Excel's calculation writes them)."""
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    wb.remove(wb.active)
+    for title, table in sheets.items():
+        ws = wb.create_sheet(title)
+        for r in table:
+            ws.append(r)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
 def parquet_bytes(table: pa.Table, **kw: object) -> bytes:
     buf = io.BytesIO()
     pq.write_table(table, buf, **kw)

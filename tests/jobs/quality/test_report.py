@@ -135,7 +135,7 @@ def test_report_writes_delivered_names_and_headers_as_text(ctx, engine, tmp_path
     质量报告.xlsx they were live formulas. Now no cell is a formula, and each shows what was delivered."""
     import zipfile
 
-    from govlake.access.exports import is_formula_like
+    from govlake.exports import is_formula_like
 
     names = ['=HYPERLINK("x","y").csv', "+1+2.csv", "-3-4.csv", "@SUM(A1).csv", "<img src=x onerror=alert(1)>.csv"]
     headers = [FORMULA, "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)", "<script>alert(1)</script>"]

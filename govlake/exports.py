@@ -4,7 +4,10 @@ Delivered file names, unknown column headers and cell values are chosen by whoev
 spreadsheet program evaluates a cell that starts with ``= + - @`` (or a tab / carriage return, which some
 programs skip before such a character) as a formula: ``=HYPERLINK("http://x","y")`` becomes a phishing
 link, ``=cmd|' /C calc'!A0`` a DDE call (OWASP "CSV Injection"). Every workbook and CSV govlake writes goes
-through this module, so the rule lives in one place:
+through this module, so the rule lives in one place. It is library code: the pipeline's stewards' report
+and catalog export use it as well as the consumers (SQL CSV output, the CLI's workbooks).
+
+The rule:
 
 - CSV: such a cell is prefixed with a single quote (``'=HYPERLINK(...)``), OWASP's recommendation; the
   quote shows, but nothing runs. The csv module then quotes the field as needed.
@@ -65,21 +68,54 @@ def append_row(ws: Any, values: Iterable[Any]) -> None:
 def safe_arrow_table(table: Any) -> Any:
     """A pyarrow Table whose text columns went through ``safe_cell`` (for ``pyarrow.csv.write_csv``).
 
-    Column names are escaped too. Non-text columns are returned as they are (numbers cannot be formulas)."""
+    Column names are escaped too. Only numbers and booleans are returned as they are (they cannot be
+    formulas); every other column (binary, dictionary-encoded, UUID, dates with a negative year, nested ...)
+    is written as its text, so that text goes through the rule too: the CSV writer would print it anyway."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     cols, names = [], []
     for field, col in zip(table.schema, table.columns):
         names.append(safe_cell(field.name))
-        if field.type in (pa.string(), pa.large_string(), getattr(pa, "string_view", pa.string)()):
-            text = col.cast(pa.large_string())
+        if not _is_inert(field.type):
+            text = _as_text(col)
             risky = pc.and_(pc.match_substring_regex(text, FORMULA_PATTERN),
                             pc.invert(pc.match_substring_regex(text, NUMBER_PATTERN)))
             quote, empty = pa.scalar("'", pa.large_string()), pa.scalar("", pa.large_string())
-            col = pc.if_else(risky, pc.binary_join_element_wise(quote, text, empty), text).cast(field.type)
+            col = pc.if_else(risky, pc.binary_join_element_wise(quote, text, empty), text)
+            if field.type in (pa.string(), pa.large_string()):
+                col = col.cast(field.type)
         cols.append(col)
     return pa.Table.from_arrays(cols, names=names)
+
+
+def _is_inert(arrow_type: Any) -> bool:
+    """Types whose CSV text cannot start a formula (a minus sign before digits is a number, see above)."""
+    import pyarrow as pa
+
+    t = arrow_type
+    return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+            or pa.types.is_boolean(t) or pa.types.is_null(t))
+
+
+def _as_text(col: Any) -> Any:
+    """A column as large_string: Arrow's cast where it has one (the CSV writer's own text), else each value's
+    ``str`` (bytes decoded as UTF-8 with ``\\x..`` escapes for invalid bytes)."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    try:
+        return col.cast(pa.large_string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        pass
+
+    def text(v: Any) -> str | None:
+        if v is None:
+            return None
+        return v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else str(v)
+
+    return pa.array([text(v) for v in col.to_pylist()], pa.large_string())
 
 
 __all__ = ["FORMULA_PATTERN", "append_row", "is_formula_like", "safe_arrow_table", "safe_cell", "safe_row"]

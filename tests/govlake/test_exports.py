@@ -15,7 +15,7 @@ import pyarrow.csv as pacsv
 import pytest
 from openpyxl import Workbook, load_workbook
 
-from govlake.access.exports import append_row, is_formula_like, safe_arrow_table, safe_cell, safe_row
+from govlake.exports import append_row, is_formula_like, safe_arrow_table, safe_cell, safe_row
 
 HOSTILE = ['=HYPERLINK("http://x","y")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)", "\t=1", "\r=1",
            "  =1+1", "\u3000＝1+1", "＋1", "－1", "＠A1"]
