@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -39,13 +40,25 @@ def print_run_report(report) -> None:
     if not report.conformed:
         console.print("没有待处理的批次（标准层已是最新）。")
     else:
-        t = Table(title="标准化结果（按数据集）")
-        for col in ("数据集", "批次", "原始行", "写入标准层", "隔离", "被覆盖的重复", "警告", "暂停发布", "账平"):
-            t.add_column(col, justify="right" if col not in ("数据集",) else "left")
-        for r in report.conformed:
-            t.add_row(r.dataset, str(len(r.batches)), f"{r.bronze_rows:,}", f"{r.silver_rows:,}", f"{r.quarantined:,}",
-                      f"{r.superseded:,}", f"{r.warned:,}", str(len(r.held)) if r.held else "", "✓" if r.balanced else "✗")
+        # Fits 80 columns without cutting a dataset name or a number: short headers (explained below the table),
+        # no vertical rules, and the 暂停 column only when a batch is held.
+        held = any(r.held for r in report.conformed)
+        t = Table(title="标准化结果（按数据集）", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+        cols = ["数据集", "批次", "原始", "标准", "隔离", "覆盖", "警告", *(["暂停"] if held else []), "账平"]
+        rows = [[r.dataset, str(len(r.batches)), f"{r.bronze_rows:,}", f"{r.silver_rows:,}", f"{r.quarantined:,}",
+                 f"{r.superseded:,}", f"{r.warned:,}", *([str(len(r.held)) if r.held else ""] if held else []),
+                 "✓" if r.balanced else "✗"] for r in report.conformed]
+        for i, col in enumerate(cols):
+            if i == 0:  # a long dataset name folds onto a second line; numbers are never cut
+                t.add_column(col, overflow="fold")
+            else:
+                t.add_column(col, justify="right", no_wrap=True,
+                             min_width=max(len(col) * 2, *(len(row[i]) for row in rows)))
+        for row in rows:
+            t.add_row(*row)
         console.print(t)
+        console.print("原始 = 原始层行数，标准 = 写入标准层，覆盖 = 被同主键较新记录覆盖的重复"
+                      + ("，暂停 = 暂停发布的批次" if held else "") + "；账平：原始 = 标准 + 隔离 + 覆盖")
         for dataset, batch in report.held:
             console.print(f"[red]暂停发布[/] {dataset} 批次 {batch}：未通过致命规则，整批已隔离；"
                           f"修正后重新报送，或核实后 govlake quality release {dataset} {batch} --reason 说明")
