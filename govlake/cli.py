@@ -161,24 +161,28 @@ def run(datasets: tuple[str, ...], report_dir: Path | None, lake: str | None, en
 @lake_option
 @friendly
 def sql(query: str | None, role: str, fmt: str, limit: int, export_path: Path | None, force: bool, lake: str | None) -> None:
-    """Query the lake with SQL (tables named <layer>.<table>), scoped by role; or export a DuckDB file."""
+    """Query the lake with SQL (tables named <layer>.<table>) as the lake owner narrowed to --role; or
+    export a DuckDB file of what that role may read."""
+    from govlake.access.sql import SqlSession, city_code, display_rows, export_duckdb, render_csv, run_interruptible
+    from govlake.control.principal import Principal
     from govlake.descriptions import column_descriptions, table_description
-    from govlake.access.sql import SqlSession, display_rows, export_duckdb, render_csv, run_interruptible
 
     ctx = make_context(lake)
+    # The local CLI runs as the OS account that owns the lake's files; --role can only narrow what it sees.
+    principal = Principal.lake_owner(city_code(ctx.registry)).narrowed(role)
 
     def describe(layer: str, name: str) -> tuple[str, dict[str, str]]:
         return table_description(ctx, layer, name), column_descriptions(ctx, layer, name)
 
     if export_path is not None:
-        counts = export_duckdb(ctx.lake, str(export_path), role, describe, force=force)
+        counts = export_duckdb(ctx.lake, str(export_path), principal, describe, force=force, registry=ctx.registry)
         console.print(f"已导出 {sum(counts.values())} 个视图（{'、'.join(f'{k} {v}' for k, v in counts.items())}）→ {export_path}\n"
                       f"用法：duckdb {export_path}  然后  SELECT * FROM gold.population LIMIT 10;")
         return
     if not query:
         raise click.UsageError("需要 QUERY，或使用 --export-duckdb PATH")
     try:
-        session = SqlSession(ctx.lake, role, describe)
+        session = SqlSession(ctx.lake, principal, describe, registry=ctx.registry)
     except KeyboardInterrupt:  # Ctrl-C while the session was being opened: nothing ran yet
         err_console.print("查询已中断（会话尚未打开，未执行任何语句）", highlight=False)
         sys.exit(130)
@@ -412,20 +416,26 @@ def indicators(district: str | None, indicator_id: str | None, fmt: str, lake: s
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Dashboard address (non-loopback only with --behind-tls).")
+@click.option("--port", default=8765, show_default=True, type=int, help="Dashboard port.")
+@click.option("--sql-port", default=5433, show_default=True, type=int, help="PostgreSQL-wire SQL endpoint port.")
+@click.option("--sql-host", default=None, help="SQL endpoint address; default 127.0.0.1 (never follows --host).")
+@click.option("--no-sql", is_flag=True, help="Serve the dashboard only, without the SQL endpoint.")
+@click.option("--behind-tls", is_flag=True, help="TLS terminates in front of the dashboard: Secure cookies, non-loopback --host.")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, help="Public host name the TLS proxy forwards (repeatable).")
 @lake_option
 @friendly
-def serve(host: str, port: int, lake: str | None) -> None:
-    """The CDO dashboard (Chinese web app): nodes, catalog, duties, indicators, quality, lineage.
+def serve(host: str, port: int, sql_port: int, sql_host: str | None, no_sql: bool, behind_tls: bool,
+          allowed_hosts: tuple[str, ...], lake: str | None) -> None:
+    """The city service: the CDO dashboard (login required) and a PostgreSQL-wire SQL endpoint for psql,
+    DBeaver, Superset or ODBC, where every user connects as themselves (password or API token)."""
+    from govlake.access.service import ServiceConfig, check, run
 
-    Loopback only (127.0.0.0/8, ::1, localhost) until the dashboard has a login."""
-    from govlake.access.dashboard import check_loopback, serve as run_server
-
-    check_loopback(host)  # before anything else: a refused bind must not start or print a URL
+    config = ServiceConfig(host=host, port=port, sql=not no_sql, sql_host=sql_host, sql_port=sql_port,
+                           behind_tls=behind_tls, allowed_hosts=allowed_hosts)
+    check(config)  # before anything else: a refused bind must not start or print a URL
     ctx = make_context(lake)
-    console.print(f"数据治理驾驶舱：http://{host}:{port}/ （数据湖 {ctx.settings.lake_root}；Ctrl+C 退出）")
-    run_server(ctx, host, port)
+    run(ctx, config, announce=lambda text: console.print(text, highlight=False))
 
 
 @main.command("settings")
@@ -495,19 +505,27 @@ def quality_report(out_dir: Path | None, no_data_docs: bool, lake: str | None) -
 @click.argument("dataset")
 @click.argument("batch_id")
 @click.option("--reason", required=True, help="Why the held batch may be published (kept in meta.batch_waivers).")
-@click.option("--by", "by", default=None, help="Who releases it (default: $USER).")
+@click.option("--by", "by", default=None, help="Who releases it (default: the lake owner's OS account, by euid).")
 @lake_option
 @friendly
 def quality_release(dataset: str, batch_id: str, reason: str, by: str | None, lake: str | None) -> None:
     """Publish a batch held by a fatal rule (re-conformed on the next `govlake run`)."""
-    import getpass
-
+    from govlake.control.principal import Principal
     from govlake.jobs.quality.validate import release
 
     ctx = make_context(lake)
-    release(ctx, dataset, batch_id, reason, by or getpass.getuser())
+    # The kernel's account (euid), never $USER: anyone can set an environment variable.
+    release(ctx, dataset, batch_id, reason, by or Principal.lake_owner(ctx.registry.city.code).name)
     console.print(f"已放行批次 {batch_id}（{dataset}）；下次 govlake run 时按行规则重新处理。")
 
 
+from govlake.commands import register  # noqa: E402  (the service's groups join the pipeline's commands)
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    # ``python -m govlake.cli``: run the importable module's group. Registering here too would import the
+    # groups, which import ``govlake.cli`` afresh and re-enter ``register`` while they are half-initialised.
+    from govlake.cli import main as _importable_main
+
+    _importable_main()
+else:
+    register(main)

@@ -70,6 +70,7 @@ class Catalog:
     base: str | None = None
     theme: str | None = None
     share_condition: str | None = None
+    share_basis: str | None = None  # the stated basis of 不予共享, cited when a request is refused
 
 
 # Days per declared 更新周期 (GB/T 21063 catalogue update cycles); timeliness and the generator use it.

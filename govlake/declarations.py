@@ -44,6 +44,7 @@ LABELS = {
     "duties": "职责清单",
     "data_items": "数据项登记表",
     "indicators": "指标定义",
+    "sharing": "共享申请规则",
 }
 
 _TYPE_WORDS = {"string": "文本", "integer": "整数", "number": "数值", "boolean": "布尔值（true/false）",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -241,9 +241,16 @@ class Lake:
         """
         return dt.to_pyarrow_dataset(filesystem=self._native_fs(dt.table_uri))
 
-    def scan_source(self, dt: DeltaTable) -> Any:
+    def scan_source(self, dt: DeltaTable, columns: Any = None, filter: Any = None) -> Any:
         """What DuckDB should scan for the snapshot (``con.register``): its pyarrow dataset, with filter and
         projection pushdown, unless a file of it was written with view types.
+
+        ``columns`` (names, or name -> pyarrow expression for computed columns) and ``filter`` (a
+        pyarrow.dataset expression) restrict what the source can ever yield, whatever DuckDB asks of it: the
+        access policy's projection and row scope (govlake.control.policy). Names with a filter on visible
+        columns stay a dataset (``Dataset.filter`` + ``replace_schema``: DuckDB still pushes its own filters
+        and projections into the Parquet scan); a filter on a column that is not projected, or computed
+        columns, need a ``Scanner``, which DuckDB re-reads as a stream per query and filters itself.
 
         delta-rs writes some files (merges, predicate overwrites) with ``string_view`` columns and others
         with ``string``. DuckDB pushes its filters into a pyarrow scan as ``string`` literals, and pyarrow
@@ -254,9 +261,20 @@ class Lake:
         which DuckDB filters itself. Local lakes' engine views read the Parquet files with DuckDB's own
         reader and never get here."""
         ds = self.dataset(dt)
-        if not any(_has_view_types(frag) for frag in ds.get_fragments()):
+        if any(_has_view_types(frag) for frag in ds.get_fragments()):
+            return PlainTypedSource(ds, columns, filter)
+        if columns is None and filter is None:
             return ds
-        return PlainTypedSource(ds)
+        if isinstance(columns, Mapping):
+            return pads.Scanner.from_dataset(ds, columns=dict(columns), filter=filter)
+        out = ds.filter(filter) if filter is not None else ds
+        if columns is not None:
+            out = out.replace_schema(pa.schema([ds.schema.field(c) for c in columns]))
+        try:
+            out.scanner()  # binds the filter against the projected schema
+        except pa.ArrowInvalid:  # the filter's column is not projected: filter below the projection
+            return pads.Scanner.from_dataset(ds, columns=list(columns), filter=filter)
+        return out
 
     def data_files_target(self, layer: str, name: str) -> tuple["pafs.FileSystem", str]:
         """Where an engine writes a local table's data files: a filesystem and the table directory in it."""
@@ -494,19 +512,27 @@ class PlainTypedSource:
     """An Arrow stream source (PyCapsule interface) over a dataset, whose every scan yields batches cast
     to the dataset's plain types: DuckDB rescans it per query and applies its filters itself."""
 
-    def __init__(self, dataset: "pads.Dataset") -> None:
+    def __init__(self, dataset: "pads.Dataset", columns: Any = None, filter: Any = None) -> None:
         self.dataset = dataset
-        self.schema = dataset.schema
+        self.columns = dict(columns) if isinstance(columns, Mapping) else (list(columns) if columns is not None else None)
+        self.filter = filter
+        if self.columns is None:
+            self.schema = dataset.schema
+        else:  # the projection in the dataset's plain types (computed columns as the scanner types them)
+            projected = dataset.scanner(columns=self.columns, filter=filter).projected_schema
+            plain = {f.name: f for f in dataset.schema}
+            self.schema = pa.schema([plain.get(f.name, f) for f in projected])
 
     def _batches(self) -> Iterable[pa.RecordBatch]:
-        for b in self.dataset.to_batches():
+        for b in self.dataset.to_batches(columns=self.columns, filter=self.filter):
             yield b if b.schema.equals(self.schema) else b.cast(self.schema)
 
     def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
         return pa.RecordBatchReader.from_batches(self.schema, self._batches()).__arrow_c_stream__(requested_schema)
 
     def to_table(self, columns: list[str] | None = None, filter: Any = None) -> pa.Table:
-        return self.dataset.to_table(columns=columns, filter=filter)
+        both = self.filter if filter is None else (filter if self.filter is None else self.filter & filter)
+        return self.dataset.to_table(columns=columns if columns is not None else self.columns, filter=both)
 
 
 def empty_like(schema: pa.Schema) -> pa.Table:

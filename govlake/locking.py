@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 from govlake.errors import PipelineError
-from govlake.tables import SQL_AUDIT
 
 log = logging.getLogger(__name__)
 
@@ -377,17 +376,12 @@ def sweep_orphans(root: Path, older_than: float) -> list[str]:
     :data:`TEMP_FILE` that was last modified before the lock was acquired is an orphan (a Delta version
     never references such a name; committed files are renamed away from it). Returns the removed paths,
     relative to the lake."""
-    # The SQL audit is appended by read-only sessions, which do not take the writer lock (a query must not
-    # wait for a run): its temp files may belong to a live write.
-    unlocked = root / SQL_AUDIT.layer / SQL_AUDIT.name
     removed: list[str] = []
     for layer in ("bronze", "silver", "quarantine", "gold", "meta"):
         base = root / layer
         if not base.is_dir():
             continue
         for dirpath, _dirs, files in os.walk(base):
-            if Path(dirpath) == unlocked or unlocked in Path(dirpath).parents:
-                continue
             for name in files:
                 if not TEMP_FILE.search(name):
                     continue

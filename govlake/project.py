@@ -36,6 +36,9 @@ Every variable, the field it sets and its default:
   ``local[2]``, ``1g``, 4, ``ERROR``
 - ``GOVLAKE_STRICT`` → ``strict``: off (Airflow: refused files and held batches fail the DAG run)
 - ``GOVLAKE_INGEST_SCHEDULE`` → ``ingest_schedule``: ``@hourly`` (``none``: ingestion DAGs run when triggered)
+- ``GOVLAKE_CONTROL_DB`` → ``control_db``: the control-plane database URL (users, grants, workflows, audit);
+  default ``sqlite:///<lake>/_control/control.db`` for a local lake, ``sqlite:///<project>/.govlake/control.db``
+  for an object-store lake; ``postgresql+psycopg://...`` in production
 
 Not settings: ``OPENLINEAGE_PARENT_ID`` / ``OPENLINEAGE_ROOT_PARENT_ID`` (handed by an Airflow task to the job it
 runs, govlake/lineage_events.py) and PySpark's own ``PYSPARK_PYTHON``.
@@ -112,12 +115,15 @@ class Settings:
     spark_log_level: str = "ERROR"
     strict: bool = False
     ingest_schedule: str | None = "@hourly"  # None: the ingestion DAGs run only when triggered
+    control_db: str = ""  # "" -> derived from the lake (see the module docstring)
 
     def __post_init__(self) -> None:
         if self.landing_dir is None:
             object.__setattr__(self, "landing_dir", _beside_lake(self.lake_root, "landing"))
         if self.reports_dir is None:
             object.__setattr__(self, "reports_dir", _in_lake(self.lake_root, "_reports/quality", "reports/quality"))
+        if not self.control_db:
+            object.__setattr__(self, "control_db", _default_control_db(self.lake_root, self.project_dir))
 
     @classmethod
     def from_env(cls, lake: str | None = None, *, deployed: bool = False,
@@ -152,6 +158,7 @@ class Settings:
             spark_log_level=env.get("GOVLAKE_SPARK_LOG_LEVEL") or "ERROR",
             strict=env.get("GOVLAKE_STRICT", "").strip().lower() in _ON,
             ingest_schedule=_schedule(env.get("GOVLAKE_INGEST_SCHEDULE", "@hourly")),
+            control_db=env.get("GOVLAKE_CONTROL_DB", "").strip(),
         )
 
     @cached_property
@@ -197,10 +204,28 @@ class Settings:
                      f"{self.spark_shuffle_partitions} shuffle partitions, log {self.spark_log_level}",
             "strict": str(self.strict).lower(),
             "ingest_schedule": self.ingest_schedule or "none",
+            "control_db": _without_password(self.control_db),
         }
 
 
 # -- resolution helpers ------------------------------------------------------------------------------------
+
+def _default_control_db(root: str, project_dir: Path) -> str:
+    """SQLite beside a local lake's data (owner-only like it); an object-store lake keeps it in the project."""
+    if is_remote(root):
+        return f"sqlite:///{(project_dir / '.govlake' / 'control.db').resolve()}"
+    return f"sqlite:///{(Path(root) / '_control' / 'control.db').resolve()}"
+
+
+def _without_password(url: str) -> str:
+    """A database URL for display: ``postgresql://user:***@host/db``."""
+    head, sep, tail = url.partition("@")
+    if not sep or "://" not in head:
+        return url
+    scheme, _, cred = head.partition("://")
+    user = cred.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{tail}" if ":" in cred else url
+
 
 def _absolute(raw: str, base: Path) -> Path:
     return (base / Path(raw).expanduser()).resolve()

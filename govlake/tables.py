@@ -6,8 +6,8 @@ name, Delta description, columns with their Arrow type and Chinese description, 
 of them imports the declaration, so a rename or a new column is one edit and readers never import the job
 that writes a table just to learn its name.
 
-- ``meta.*``: the pipeline's books (ingest log, per-batch accounting, validation record, waivers, SQL audit,
-  the inputs each plan stage was last built from);
+- ``meta.*``: the pipeline's books (ingest log, per-batch accounting, validation record, waivers, the inputs
+  each plan stage was last built from; the SQL audit lives in the control plane, govlake.control.audit);
 - governance ``gold.*`` tables written by jobs (多源校核, scores, lineage, catalog, duties, indicators);
   the declarative gold models stay declared in ``schemas/gold/`` (govlake/models.py);
 - ``bronze.<dataset>``, ``silver.<dataset>``, ``quarantine.<dataset>``: one table per contract, declared as
@@ -251,23 +251,6 @@ BATCH_WAIVERS = LakeTable("meta", "batch_waivers", "放行记录：数据管理�
     ("released_at", "timestamp", "放行时间"),
 ), key=("dataset", "batch_id"))
 
-SQL_AUDIT = LakeTable("meta", "sql_audit", "SQL 审计：每条语句（含被拒绝和无法解析的）一行", _cols(
-    ("at", "timestamp", "执行时间"),
-    ("user", "string", "操作系统用户名"),
-    ("role", "string", "角色：analyst / steward / admin"),
-    ("status", "string", "结果"),
-    ("query_masked", "string", "语句文本（字面量均替换为 ?）"),
-    ("query_sha256", "string", "旧字段，始终为空"),
-    ("query_hmac", "string", "语句文本的带密钥摘要"),
-    ("request_id", "string", "请求编号"),
-    ("statement_index", "int32", "语句在请求中的序号"),
-    ("statement_count", "int32", "请求中的语句数"),
-    ("statement_type", "string", "语句类型"),
-    ("reason", "string", "拒绝或失败的原因"),
-    ("rows", "int64", "返回行数"),
-    ("duration_ms", "float64", "耗时（毫秒）"),
-), key=("request_id", "statement_index"))
-
 STAGE_BUILDS = LakeTable("meta", "stage_builds", "各阶段最近一次构建所依据的上游表版本（上游未变化时跳过重建）", _cols(
     ("stage", "string", "阶段（任务编号）"),
     ("inputs", "string", "构建时读取的上游表及其 Delta 版本（JSON）"),
@@ -467,7 +450,7 @@ INDICATOR_PROGRESS = LakeTable(
     ), key=("indicator_id",))
 
 TABLES: dict[str, LakeTable] = {t.qualified: t for t in (
-    INGEST_BATCHES, CONFORM_BATCHES, VALIDATION_RESULTS, BATCH_WAIVERS, SQL_AUDIT, STAGE_BUILDS,
+    INGEST_BATCHES, CONFORM_BATCHES, VALIDATION_RESULTS, BATCH_WAIVERS, STAGE_BUILDS,
     SOURCE_CONFLICTS, CROSSCHECK_SUMMARY, QUALITY_SCORES, LINEAGE_EDGES,
     CATALOG_NODES, CATALOG_RESOURCES, CATALOG_ITEMS, DUTY_DATA_LIST, DUTY_FINDINGS,
     INDICATOR_VALUES, INDICATOR_PROGRESS,

@@ -310,6 +310,20 @@ def _crosscheck(run: StepRun, _: str | None) -> StepOutcome:
     return _gold_outcome("crosscheck", None, run, crosscheck(run.ctx, run.engine, run_id=run.run_id))
 
 
+def _no_open_objections(run: StepRun, _: str | None) -> str | None:
+    from govlake.control.objections import open_counts
+
+    return None if open_counts(run.ctx.settings) else "no open objection"
+
+
+def _reconcile(run: StepRun, _: str | None) -> StepOutcome:
+    from govlake.control.objections import reconcile
+
+    closed = reconcile(run.ctx)  # the control plane's objections, not a lake table: writes no table
+    return _outcome("objections", None, run, bool(closed), closed, "" if closed else "no disputed value changed",
+                    corrected=closed)
+
+
 def _unscored(run: StepRun, _: str | None) -> str | None:
     from govlake.jobs.quality.scoring import unscored_runs
 
@@ -403,6 +417,13 @@ STAGES: tuple[Stage, ...] = (
           writes=lambda lay, _: (SOURCE_CONFLICTS, CROSSCHECK_SUMMARY, VALIDATION_RESULTS),
           run=_crosscheck,
           doc="compares every pair of sources of the shared data items (catalog/data_items.yaml)"),
+    Stage("objections", "核对数据异议", Flow.GOVERNANCE, Fanout.ONCE,
+          # Silver only: a gold value changes only after its silver sources do, and gold tables as triggers would
+          # start the governance DAG on every gold build. `govlake run` reconciles after the builds (plan order).
+          reads=lambda lay, _: _each("silver", lay.datasets),
+          writes=lambda lay, _: (),
+          run=_reconcile, ready=_no_open_objections, engine=False,
+          doc="closes as 已更正 the open objections whose disputed value a re-delivery changed (before scoring)"),
     Stage("score", "质量评分", Flow.GOVERNANCE, Fanout.ONCE,
           reads=lambda lay, _: (*_each("silver", lay.datasets), *_each("quarantine", lay.datasets), SOURCE_CONFLICTS,
                                 CONFORM_BATCHES, VALIDATION_RESULTS),

@@ -204,6 +204,6 @@ def test_no_table_name_literals_outside_the_declarations() -> None:
 
 def test_the_literal_scan_finds_names_and_keeps_prose() -> None:
     source = ('X = ctx.lake.read("meta", "ingest_batches")\nY = "gold.quality_scores"\n'
-              'Z = f"gold.{name}"\nW = "见 meta.ingest_batches 中的记录"\nAUDIT_PURPOSE = "sql_audit"\n')
-    assert literal_table_names(source, "jobs/x.py") == [(1, "ingest_batches"), (2, "gold.quality_scores"), (5, "sql_audit")]
+              'Z = f"gold.{name}"\nW = "见 meta.ingest_batches 中的记录"\nAUDIT_PURPOSE = "stage_builds"\n')
+    assert literal_table_names(source, "jobs/x.py") == [(1, "ingest_batches"), (2, "gold.quality_scores"), (5, "stage_builds")]
     assert literal_table_names(source, "govlake/access/sql.py") == [(1, "ingest_batches"), (2, "gold.quality_scores")]

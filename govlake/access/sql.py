@@ -1,7 +1,9 @@
-"""Role-scoped SQL over the lake's Delta tables (``govlake sql``).
+"""SQL over the lake's Delta tables for one authenticated principal (``govlake sql``, the pg-wire endpoint).
 
-Each role gets a DuckDB session in which only its layers exist as schemas (``gold.population``,
-``silver.market_entities`` ...). Two independent locks keep every role read-only:
+Each principal gets a DuckDB session in which only the tables ``govlake.control.policy.resolve`` grants it
+exist (``gold.population``, ``silver.market_entities`` ...), each registered as a pyarrow dataset already
+filtered to the principal's rows and projected to its columns, so refused rows and columns never exist
+inside DuckDB; masked columns are constants in the view. Two independent locks keep every session read-only:
 
 * DuckDB never touches the lake's files. Each table is a view over a delta-rs Arrow dataset of its current
   snapshot, so the session needs no file access at all: ``enable_external_access = false`` with no allowed
@@ -17,14 +19,14 @@ Each role gets a DuckDB session in which only its layers exist as schemas (``gol
 Ctrl-C, SIGTERM and the time limit ($GOVLAKE_SQL_TIMEOUT) interrupt the running statement
 (``run_interruptible``), which is then audited as interrupted / timeout; ``--export-duckdb`` is audited too.
 
-Every statement is audited in ``meta.sql_audit`` with its outcome, with every literal masked and a keyed
+Every statement is audited in the control plane's hash-chained audit log (``govlake.control.audit``, action
+``sql``) with the principal, its outcome, the tables and grants it read, every literal masked and a keyed
 digest (HMAC under the lake's secret) instead of an unkeyed hash that candidates could be hashed against.
 The audit fails closed: if its row cannot be written, the query's result is not returned.
 """
 
 from __future__ import annotations
 
-import getpass
 import io
 import json
 import os
@@ -37,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -45,19 +48,21 @@ from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.tokens import TokenType
 
+from govlake.control.audit import DIGEST_PURPOSE
+from govlake.control.policy import LAYER_ORDER, MASK_TEXT, TableAccess, refusal, resolve
+from govlake.control.principal import ROLE_NAMES, ROLES, Principal
 from govlake.errors import AccessDenied, GovlakeError, QueryError, did_you_mean
 from govlake.lake import Lake
 from govlake.messages import UNKNOWN_ROLE
-from govlake.security import keyed_digest
-from govlake.tables import SQL_AUDIT
 
-ROLES: dict[str, tuple[str, ...]] = {
-    "analyst": ("gold",),
-    "steward": ("gold", "silver", "quarantine", "meta"),
-    "admin": ("gold", "silver", "quarantine", "meta", "bronze"),
-}
-ROLE_NAMES = {"analyst": "分析人员", "steward": "数据管理员", "admin": "系统管理员"}
-AUDIT_PURPOSE = "sql_audit"  # the keyed digest's purpose: audit digests never equal pseudonyms
+if TYPE_CHECKING:
+    from govlake.registry import Registry
+
+AUDIT_PURPOSE = DIGEST_PURPOSE  # the keyed digest's purpose (audit.record): audit digests never equal pseudonyms
+OBJECTION_COLUMN = "_objection"  # trailing column of silver and gold views: 有异议 while an objection is open
+OBJECTION_TEXT = "有异议"
+OBJECTION_LAYERS = ("silver", "gold")
+OBJECTION_DESCRIPTION = "数据异议：该记录有未办结的异议时为“有异议”（govlake objection），否则为空"
 
 ST = duckdb.StatementType
 # Statements that only read. DuckDB parses DESCRIBE, SHOW, SUMMARIZE, FROM-first, VALUES and read pragmas
@@ -152,9 +157,13 @@ def comment_views(con: duckdb.DuckDBPyConnection, layer: str, name: str, describ
         return
     table_text, columns = describe(layer, name)
     if table_text:
-        con.execute(f'COMMENT ON VIEW "{layer}"."{name}" IS {_quote(table_text)}')
+        is_view = con.execute("SELECT count(*) FROM duckdb_views() WHERE schema_name = ? AND view_name = ?",
+                              [layer, name]).fetchone()[0]
+        con.execute(f'COMMENT ON {"VIEW" if is_view else "TABLE"} "{layer}"."{name}" IS {_quote(table_text)}')
     present = {r[0] for r in con.execute(
         "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?", [layer, name]).fetchall()}
+    if OBJECTION_COLUMN in present:
+        columns = {**columns, OBJECTION_COLUMN: columns.get(OBJECTION_COLUMN) or OBJECTION_DESCRIPTION}
     for col, text in columns.items():
         if col in present and text:
             con.execute(f'COMMENT ON COLUMN "{layer}"."{name}"."{col}" IS {_quote(text)}')
@@ -232,37 +241,42 @@ def _scrub(message: str, text: str, known: set[str] = frozenset()) -> str:
 # -- audit ----------------------------------------------------------------------------------------------
 @dataclass
 class AuditEntry:
-    """One statement's audit row: what it was (masked), what happened, how many rows it returned."""
+    """One statement's audit row: what it was (masked), what happened, what it read, how many rows."""
 
     index: int
     text: str
     statement_type: str = "UNKNOWN"
-    status: str = "skipped"  # ok / denied / error / skipped (not run because an earlier one failed)
-    reason: str | None = None  # a short code of ours, never user text
+    status: str = "skipped"  # ok / denied / error / skipped / interrupted / timeout
+    reason: str | None = None  # a short code of ours, never user text (kept in the session, not the log)
     rows: int | None = None
     at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     duration_ms: float | None = None
+    tables: set[str] = field(default_factory=set)  # layer.name of every lake table the statement names
+    grant_ids: set[int] = field(default_factory=set)  # grants through which those tables are read
 
 
-def write_audit(lake: Lake, role: str, entries: list[AuditEntry], request_id: str,
+def audit_events(entries: list[AuditEntry], request_id: str, known: set[str] = frozenset()) -> list:
+    """The control-plane audit events of ``entries``: one per statement, action ``sql``."""
+    from govlake.control.audit import AuditEvent
+
+    return [AuditEvent(action="sql", outcome=e.status, tables=sorted(e.tables), grant_ids=sorted(e.grant_ids),
+                       rows=e.rows, detail=mask_statement(e.text, known), digest_text=e.text,
+                       request_id=request_id, at=e.at) for e in entries]
+
+
+def write_audit(lake: Lake, principal: Principal, entries: list[AuditEntry], request_id: str,
                 failure: BaseException | None, known: set[str] = frozenset()) -> None:
-    """Append one row per statement; raise if that is impossible, so no result leaves unaudited."""
-    user = getpass.getuser()
+    """Record one audit event per statement; raise if that is impossible, so no result leaves unaudited."""
+    from govlake.control.audit import record
+
     try:
-        rows = [{
-            "at": e.at, "user": user, "role": role, "status": e.status,
-            "query_masked": mask_statement(e.text, known), "query_sha256": None,
-            "query_hmac": keyed_digest(lake.settings, AUDIT_PURPOSE, e.text), "request_id": request_id,
-            "statement_index": e.index, "statement_count": len(entries), "statement_type": e.statement_type,
-            "reason": e.reason, "rows": e.rows, "duration_ms": e.duration_ms,
-        } for e in entries]
-        lake.append(*SQL_AUDIT.ref, pa.Table.from_pylist(rows, schema=SQL_AUDIT.schema))
+        record(lake.settings, principal, *audit_events(entries, request_id, known))
     except Exception as exc:
         what = "查询结果不予返回" if failure is None else "查询也未成功"
         raise QueryError(
-            f"无法写入 SQL 审计记录（{SQL_AUDIT.qualified}），为安全起见{what}",
-            where=lake.uri(*SQL_AUDIT.ref),
-            hint="检查数据湖 meta 层是否可写、假名化密钥是否可用（GOVLAKE_PSEUDONYM_KEY），然后重试",
+            f"无法写入 SQL 审计记录（控制库 audit_log），为安全起见{what}",
+            where=getattr(exc, "where", None) or "控制库 audit_log",
+            hint="检查控制库（GOVLAKE_CONTROL_DB）是否可写、假名化密钥是否可用（GOVLAKE_PSEUDONYM_KEY），然后重试",
         ) from exc
 
 
@@ -309,15 +323,123 @@ def _called_names(text: str) -> list[str]:
     return names
 
 
+def as_principal(lake: Lake, who: "Principal | str", registry: "Registry") -> Principal:
+    """A principal as given, or a role name: the lake owner's local session narrowed to that role (what
+    ``govlake sql --role`` runs as; every remote surface passes an authenticated Principal)."""
+    if isinstance(who, Principal):
+        return who
+    if who not in ROLES:
+        raise UNKNOWN_ROLE.error(AccessDenied, role=who, roles=", ".join(ROLES))
+    return Principal.lake_owner(city_code(registry)).narrowed(who)
+
+
+def city_code(registry: "Registry") -> str:
+    return registry.city.code if registry.city is not None else ""
+
+
+def _registry(lake: Lake) -> "Registry":
+    from govlake.registry import load_registry
+
+    return load_registry(lake.settings.catalog_dir, lake.settings.schemas_dir)
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def duckdb_types(con: duckdb.DuckDBPyConnection, fields: list[pa.Field]) -> dict[str, str]:
+    """DuckDB's type name of each Arrow field (for a masked column's typed NULL)."""
+    if not fields:
+        return {}
+    con.register("__govlake_types", pa.schema(fields).empty_table())
+    try:
+        return {r[0]: r[1] for r in con.execute('DESCRIBE "__govlake_types"').fetchall()}
+    finally:
+        con.unregister("__govlake_types")
+
+
+def objection_refs(settings, layer: str, name: str) -> dict[str, set[str]]:
+    """Open objections' record refs of ``layer.name`` by key column (none while the objection workflow,
+    govlake.control.objections, is not installed or has nothing open)."""
+    if layer not in OBJECTION_LAYERS:
+        return {}
+    try:
+        from govlake.control.objections import open_refs
+    except ImportError:
+        return {}
+    refs = open_refs(settings, f"{layer}.{name}")
+    return {k: set(v) for k, v in refs.items() if v} if isinstance(refs, dict) else {}
+
+
+def _ref_expression(key: str) -> Any:
+    """A record ref of a key (columns joined by '|', as objections store composite keys) as an expression."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    parts = [pads.field(c).cast(pa.string()) for c in key.split("|")]
+    return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "|")
+
+
+@dataclass
+class TableSource:
+    """One visible table as registered: the source DuckDB scans and the SELECT list of its view."""
+
+    access: TableAccess
+    source: Any
+    select: str
+    flagged: bool = False  # some rows carry an open objection (the marker is computed in the source)
+
+
+def table_source(con: duckdb.DuckDBPyConnection, lake: Lake, access: TableAccess) -> TableSource | None:
+    """The policy applied below DuckDB: the snapshot's dataset filtered to the principal's rows and
+    projected to its unmasked columns (``Lake.scan_source``), and the view's SELECT list over it, which puts
+    masked columns back as constants (same order) and adds the objection marker."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    dt = lake.table(access.layer, access.name)
+    if dt is None:
+        return None
+    schema = lake.dataset(dt).schema
+    read = access.read_columns(schema.names)
+    refs = {k: v for k, v in objection_refs(lake.settings, access.layer, access.name).items()
+            if set(k.split("|")) <= set(schema.names)}
+    marker = access.layer in OBJECTION_LAYERS and OBJECTION_COLUMN not in schema.names
+    columns: Any = None if access.unrestricted and not refs else read
+    if refs:  # computed in pyarrow from the key column, which need not be visible itself
+        flagged = None
+        for key, values in refs.items():
+            term = _ref_expression(key).isin(pa.array(sorted(values), pa.string()))
+            flagged = term if flagged is None else flagged | term
+        columns = {c: pads.field(c) for c in read}
+        columns[OBJECTION_COLUMN] = pc.if_else(flagged, pa.scalar(OBJECTION_TEXT), pa.scalar(None, pa.string()))
+    src = lake.scan_source(dt, columns=columns, filter=access.arrow_filter())
+    types = duckdb_types(con, [schema.field(c) for c in access.masked])
+    items = []
+    for c in access.visible(schema.names):
+        if c not in access.masked:
+            items.append(_ident(c))
+        elif pa.types.is_string(schema.field(c).type) or pa.types.is_large_string(schema.field(c).type) \
+                or pa.types.is_string_view(schema.field(c).type):
+            items.append(f"{_quote(MASK_TEXT)}::VARCHAR AS {_ident(c)}")
+        else:
+            items.append(f"CAST(NULL AS {types[c]}) AS {_ident(c)}")
+    if marker:
+        items.append(_ident(OBJECTION_COLUMN) if refs else f"CAST(NULL AS VARCHAR) AS {_ident(OBJECTION_COLUMN)}")
+    return TableSource(access, src, ", ".join(items) or "*", flagged=bool(refs))
+
+
 class SqlSession:
-    def __init__(self, lake: Lake, role: str = "analyst", describe: Describe | None = None) -> None:
-        if role not in ROLES:
-            raise UNKNOWN_ROLE.error(AccessDenied, role=role, roles=", ".join(ROLES))
+    def __init__(self, lake: Lake, principal: "Principal | str" = "analyst", describe: Describe | None = None,
+                 registry: "Registry | None" = None) -> None:
         self.lake = lake
-        self.role = role
-        self.layers = ROLES[role]
+        self.registry = registry if registry is not None else _registry(lake)
+        self.principal = as_principal(lake, principal, self.registry)
+        self.role = self.principal.role
         self.describe = describe
-        self.tables: dict[str, list[str]] = {layer: lake.list_tables(layer) for layer in self.layers}
+        self.access: dict[tuple[str, str], TableAccess] = resolve(self.principal, lake, self.registry)
+        self.layers = tuple(layer for layer in LAYER_ORDER if any(k[0] == layer for k in self.access)) or ("gold",)
+        self.tables: dict[str, list[str]] = {layer: [n for (lay, n) in self.access if lay == layer] for layer in LAYER_ORDER}
         self.con = duckdb.connect(config={"threads": lake.settings.duckdb_threads,
                                           "memory_limit": lake.settings.duckdb_memory_limit})
         self._arrow: list[object] = []
@@ -329,21 +451,20 @@ class SqlSession:
         self.interrupted: str | None = None  # sigint / sigterm / timeout once interrupt() was called
 
     def _build(self) -> None:
-        """Views over delta-rs Arrow datasets (no DuckDB file access needed), then lock the sandbox."""
+        """Views over policy-filtered Arrow datasets (no DuckDB file access needed), then lock the sandbox."""
         con = self.con
-        for layer in self.layers:
+        for layer in ("gold",) + tuple(lay for lay in LAYER_ORDER if self.tables[lay] and lay != "gold"):
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
-            for name in self.tables[layer]:
-                dt = self.lake.table(layer, name)
-                if dt is None:
-                    continue
-                src = self.lake.scan_source(dt)  # read by pyarrow's native filesystem, never by DuckDB
-                alias = f"__{layer}__{name}"
-                con.register(alias, src)
-                self._arrow.append(src)
-                self._aliases.add(alias)
-                con.execute(f'CREATE VIEW "{layer}"."{name}" AS SELECT * FROM "{alias}"')
-                comment_views(con, layer, name, self.describe)
+        for (layer, name), access in self.access.items():
+            ts = table_source(con, self.lake, access)  # read by pyarrow's native filesystem, never by DuckDB
+            if ts is None:
+                continue
+            alias = f"__{layer}__{name}"
+            con.register(alias, ts.source)
+            self._arrow.append(ts.source)
+            self._aliases.add(alias)
+            con.execute(f'CREATE VIEW "{layer}"."{name}" AS SELECT {ts.select} FROM "{alias}"')
+            comment_views(con, layer, name, self.describe)
         for setting, value in SANDBOX_SETTINGS:
             con.execute(f"SET {setting} = {value}")
 
@@ -430,7 +551,7 @@ class SqlSession:
                 raise self._not_read_only(st.entry.statement_type if st.entry.statement_type != "UNKNOWN" else "该类")
             self._check_functions(st)
             if tree is not None:
-                self._check_refs(tree)
+                self._check_refs(tree, st.entry)
         except AccessDenied:
             st.entry.status, st.entry.reason = "denied", st.entry.reason or "layer_not_allowed"
             raise
@@ -516,22 +637,34 @@ class SqlSession:
             [table.name]).fetchone()
         return bool(found and found[0])
 
-    def _check_refs(self, tree: exp.Expression) -> None:
-        """Refuse references to layers the role may not read, with a clear message."""
+    def _check_refs(self, tree: exp.Expression, entry: AuditEntry | None = None) -> None:
+        """Refuse references to tables the principal may not read (with how to apply for access) and to the
+        internal dataset aliases behind the views; note the tables and grants read for the audit."""
         for t in tree.find_all(exp.Table):
-            layer = t.db
-            if layer in ROLES["admin"] and layer not in self.layers:
-                allowed = "、".join(f"{lay}.*" for lay in self.layers)
-                raise AccessDenied(
-                    f"角色 {self.role}（{ROLE_NAMES[self.role]}）无权读取 {layer}.{t.name}",
-                    hint=f"该角色可查询：{allowed}；如确需访问，请联系数据管理员申请 --role steward 或 admin",
-                )
-            if layer in self.layers and t.name not in self.tables[layer]:
-                known = self.tables[layer]
-                raise QueryError(
-                    f"表 {layer}.{t.name} 不存在（或尚无数据）",
-                    hint=did_you_mean(t.name, set(known)) or (f"{layer} 层现有：{', '.join(known)}" if known else "先运行 govlake run"),
-                )
+            layer, name = t.db, t.name
+            if layer not in LAYER_ORDER:
+                if name.lower().startswith("__"):
+                    raise AccessDenied(f"不能直接查询内部对象 {name}",
+                                       hint="请通过 <层>.<表名> 查询已授权的表，例如 gold.population")
+                continue
+            access = self.access.get((layer, name))
+            if access is not None:
+                if entry is not None:
+                    entry.tables.add(access.qualified)
+                    entry.grant_ids.update(access.grant_ids)
+                continue
+            if entry is not None:
+                entry.tables.add(f"{layer}.{name}")
+            known = self.tables[layer]
+            if name in self._existing(layer) or (not known and layer != "gold"):  # gold is everyone's
+                raise refusal(self.principal, layer, name, self.registry)
+            raise QueryError(
+                f"表 {layer}.{name} 不存在（或尚无数据）",
+                hint=did_you_mean(name, set(known)) or (f"{layer} 层现有：{', '.join(known)}" if known else "先运行 govlake run"),
+            )
+
+    def _existing(self, layer: str) -> set[str]:
+        return set(self.lake.list_tables(layer))
 
     # -- execution ------------------------------------------------------------------------------------
     def _run(self, statements: list[_Statement]) -> pa.Table:
@@ -573,7 +706,7 @@ class SqlSession:
         return err
 
     def _write_audit(self, entries: list[AuditEntry], request_id: str, failure: BaseException | None) -> None:
-        write_audit(self.lake, self.role, entries, request_id, failure, self.known_names)
+        write_audit(self.lake, self.principal, entries, request_id, failure, self.known_names)
 
     def close(self) -> None:
         self.con.close()
@@ -697,19 +830,19 @@ def _refuse_existing(path: Path, force: bool) -> None:
         raise QueryError(f"导出目录不存在：{path.parent}", where=str(path), hint="先创建该目录，或换一个路径")
 
 
-def export_duckdb(lake: Lake, path: str, role: str = "analyst", describe: Describe | None = None,
-                  force: bool = False) -> dict[str, int]:
-    """``_export_duckdb`` with an audit row (statement type EXPORT, the path masked, a keyed digest of it):
-    the file hands out the role's layers as a query does. Fails closed: if the row cannot be written, the
-    new file is removed again."""
-    if role not in ROLES:
-        raise UNKNOWN_ROLE.error(AccessDenied, role=role, roles=", ".join(ROLES))
+def export_duckdb(lake: Lake, path: str, principal: "Principal | str" = "analyst", describe: Describe | None = None,
+                  force: bool = False, registry: "Registry | None" = None) -> dict[str, int]:
+    """``_export_duckdb`` with an audit event (action sql, the path masked, a keyed digest of it): the file
+    hands out what the principal may read as a query does. Fails closed: if the event cannot be written,
+    the new file is removed again."""
+    registry = registry if registry is not None else _registry(lake)
+    principal = as_principal(lake, principal, registry)
     entry = AuditEntry(0, f"EXPORT DUCKDB {_quote(str(Path(path).absolute()))}", statement_type="EXPORT")
     started = time.perf_counter()
     failure: BaseException | None = None
     counts: dict[str, int] = {}
     try:
-        counts = _export_duckdb(lake, path, role, describe, force)
+        counts = _export_duckdb(lake, path, principal, describe, force, registry, entry)
         entry.status, entry.rows = "ok", sum(counts.values())
     except BaseException as exc:  # audited below whatever it is, then re-raised
         entry.status = "denied" if isinstance(exc, AccessDenied) else "error"
@@ -717,7 +850,7 @@ def export_duckdb(lake: Lake, path: str, role: str = "analyst", describe: Descri
         failure = exc
     entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)
     try:
-        write_audit(lake, role, [entry], uuid.uuid4().hex, failure)
+        write_audit(lake, principal, [entry], uuid.uuid4().hex, failure)
     except QueryError:
         if failure is None:
             Path(path).unlink(missing_ok=True)
@@ -727,37 +860,38 @@ def export_duckdb(lake: Lake, path: str, role: str = "analyst", describe: Descri
     return counts
 
 
-def _export_duckdb(lake: Lake, path: str, role: str, describe: Describe | None, force: bool) -> dict[str, int]:
-    """A DuckDB database file of views over the role's tables, for the DuckDB CLI or any SQL client.
+def _export_duckdb(lake: Lake, path: str, principal: Principal, describe: Describe | None, force: bool,
+                   registry: "Registry", entry: AuditEntry) -> dict[str, int]:
+    """A DuckDB database file of what the principal may read, for the DuckDB CLI or any SQL client.
 
-    The views read the Parquet files of each table's current Delta snapshot, so the file is a consistent
-    point-in-time copy of the catalogue (re-export after new runs); no data is copied into it, and it carries
-    the table and column descriptions. An existing file is replaced only with ``force`` (never a directory),
-    and only once the new file is complete: it is built beside the target and renamed over it.
+    A table the principal reads whole becomes a view over the Parquet files of its current Delta snapshot
+    (no data copied; re-export after new runs); a table it reads filtered, projected or masked is copied in
+    through the same policy-restricted source as a query session, so the file holds nothing the principal
+    could not query. It carries the table and column descriptions. An existing file is replaced only with
+    ``force`` (never a directory), and only once the new file is complete: it is built beside the target and
+    renamed over it.
     """
-    if role not in ROLES:
-        raise UNKNOWN_ROLE.error(AccessDenied, role=role, roles=", ".join(ROLES))
     if not lake.settings.is_local:
         raise QueryError("对象存储上的数据湖暂不支持导出 DuckDB 文件", hint="在本地数据湖上导出，或直接使用 govlake sql")
     target = Path(path)
     _refuse_existing(target, force)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    access = resolve(principal, lake, registry)
     counts: dict[str, int] = {}
     try:
         con = duckdb.connect(str(tmp))
         try:
             os.chmod(tmp, 0o600)
-            for layer in ROLES[role]:
-                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
-                counts[layer] = 0
-                for name in lake.list_tables(layer):
-                    files = lake.table(layer, name).file_uris()
-                    if not files:
-                        continue
-                    flist = ", ".join(_quote(f) for f in files)
-                    con.execute(f'CREATE VIEW "{layer}"."{name}" AS SELECT * FROM read_parquet([{flist}], union_by_name = true)')
+            for layer in LAYER_ORDER:
+                if layer == "gold" or any(k[0] == layer for k in access):
+                    con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
+                    counts[layer] = 0
+            for (layer, name), acc in access.items():
+                if _export_table(con, lake, acc):
                     comment_views(con, layer, name, describe)
                     counts[layer] += 1
+                    entry.tables.add(acc.qualified)
+                    entry.grant_ids.update(acc.grant_ids)
             con.execute("CHECKPOINT")
         finally:
             con.close()
@@ -768,3 +902,27 @@ def _export_duckdb(lake: Lake, path: str, role: str, describe: Describe | None, 
             if leftover.exists():
                 leftover.unlink()
     return counts
+
+
+def _export_table(con: duckdb.DuckDBPyConnection, lake: Lake, access: TableAccess) -> bool:
+    """One table into the export: a view over its files when read whole, else a copy of the restricted
+    source (filtered rows, projected and masked columns, the objection marker)."""
+    ts = table_source(con, lake, access)
+    if ts is None:
+        return False
+    layer, name = access.layer, access.name
+    target = f'"{layer}"."{name}"'
+    if access.unrestricted and not ts.flagged:
+        files = lake.table(layer, name).file_uris()
+        if not files:
+            return False
+        flist = ", ".join(_quote(f) for f in files)
+        con.execute(f"CREATE VIEW {target} AS SELECT {ts.select} FROM read_parquet([{flist}], union_by_name = true)")
+        return True
+    alias = f"__export__{layer}__{name}"
+    con.register(alias, ts.source)
+    try:
+        con.execute(f'CREATE TABLE {target} AS SELECT {ts.select} FROM "{alias}"')
+    finally:
+        con.unregister(alias)
+    return True

@@ -24,7 +24,9 @@ def inflate_catalog(ctx: Context, root: Path, n: int) -> Context:
     dst = root / "lake"
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(src / "gold", dst / "gold")
-    big = Context(dataclasses.replace(ctx.settings, lake_root=str(dst)))
+    # Its own control database (control_db "" is derived from the new lake): the copy's users, sessions and
+    # audit rows never mix with the source deployment's.
+    big = Context(dataclasses.replace(ctx.settings, lake_root=str(dst), control_db=""))
     t = big.lake.read(*CATALOG_RESOURCES.ref)
     rows = t.to_pylist()
     out = []
@@ -45,14 +47,22 @@ def run_dashboard_bench(ctx: Context, n: int = 1000, rounds: int = 3) -> dict[st
     from rich.console import Console
     from rich.table import Table
 
-    from govlake.access.dashboard import BackgroundServer, headless_chromium  # the same server and browser as the tests
+    import secrets
+
+    from govlake.access.dashboard import BackgroundServer, browser_login, headless_chromium  # as in the tests
+    from govlake.control.identities import add_user
+    from govlake.control.principal import Principal
 
     console = Console()
     big = inflate_catalog(ctx, Path(tempfile.mkdtemp(prefix="govlake-dash-")), n)
+    city = big.registry.city.code
+    password = "Perf-" + secrets.token_hex(12)  # a throwaway administrator of the copy's own control database
+    add_user(big.settings, big.registry, "dashbench", city, "admin", password, by=Principal.lake_owner(city))
     site = BackgroundServer(big)
     driver = headless_chromium()
     out: dict[str, float] = {}
     try:
+        browser_login(driver, site.url, "dashbench", password)  # every page is behind the login
         for page in PAGES:
             driver.get(site.url + page)  # warm-up: table caches
             times = []

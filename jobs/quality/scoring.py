@@ -4,7 +4,10 @@ Measured on the rows delivered in the run's batches (so each run's score is abou
 the history in ``gold.quality_scores`` shows the trend):
 
 - completeness (完整性): share of filled cells over the contract's fields, in silver and quarantine rows;
-- validity (有效性): share of delivered rows that passed every ``error`` rule (1 − quarantined / delivered);
+- validity (有效性): share of delivered rows that passed every ``error`` rule (1 − (quarantined + disputed) /
+  delivered). GB/T 36344's accuracy (准确性) has no column of its own: each open 数据异议 on a dataset (an
+  official says a value is wrong; govlake.control.objections) counts as one more failed record here, spread
+  over the run's batches of that dataset, until the source node corrects or rejects it;
 - uniqueness (唯一性): 1 − repeats of a business key inside one delivery / delivered (a later delivery
   updating a key is not a defect);
 - timeliness (及时性): share of deliveries on time against the declared 更新周期 (rule ``batch.timeliness``);
@@ -25,6 +28,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 
 from govlake.context import Context
+from govlake.control.objections import open_counts
 from govlake.engine.base import Engine, sql_str
 from govlake.errors import GovlakeError, PipelineError
 from govlake.jobs.gold.models import audit_arrow
@@ -49,6 +53,7 @@ class Tally:
     superseded: int = 0
     warned: int = 0
     conflicts: int = 0
+    disputed: int = 0  # open objections (数据异议) against the dataset, as failed records
     cells: int = 0
     filled: int = 0
     deliveries: int = 0
@@ -56,7 +61,8 @@ class Tally:
     batches: set = field(default_factory=set)
 
     def add(self, other: "Tally") -> None:
-        for k in ("rows", "quarantined", "superseded", "warned", "conflicts", "cells", "filled", "deliveries", "on_time"):
+        for k in ("rows", "quarantined", "superseded", "warned", "conflicts", "disputed", "cells", "filled", "deliveries",
+                  "on_time"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
         self.batches |= other.batches
 
@@ -64,7 +70,7 @@ class Tally:
         r = self.rows
         return {
             "completeness": self.filled / self.cells if self.cells else None,
-            "validity": 1 - self.quarantined / r if r else None,
+            "validity": max(0.0, 1 - (self.quarantined + self.disputed) / r) if r else None,
             "uniqueness": 1 - self.superseded / r if r else None,
             "timeliness": self.on_time / self.deliveries if self.deliveries else None,
             "consistency": max(0.0, 1 - (self.warned + self.conflicts) / r) if r else None,
@@ -192,6 +198,7 @@ def _score_run(ctx: Context, engine: Engine, run_id: str, batches: list[str]) ->
     for a in acc:
         by_ds[a["dataset"]].append(a["batch_id"])
     conflicts = _conflicts_by_dataset(ctx, engine, by_ds)
+    disputed = open_counts(ctx.settings, by="dataset")
     node_of: dict[str, str] = {}
     by_scope: dict[tuple[str, str | None, str | None, str | None], Tally] = defaultdict(Tally)
     datasets = sorted({a["dataset"] for a in acc})
@@ -213,6 +220,8 @@ def _score_run(ctx: Context, engine: Engine, run_id: str, batches: list[str]) ->
             t.quarantined = a["quarantined"]
             per_batch[b] = t
         ds_total = sum((t.rows for t in per_batch.values()), 0)
+        for t, n in zip(per_batch.values(), apportion(disputed.get(ds, 0), [t.rows for t in per_batch.values()])):
+            t.disputed = n
         for b, t in per_batch.items():
             node = node_of.get(b)
             if ds_total:
@@ -243,6 +252,19 @@ def _score_run(ctx: Context, engine: Engine, run_id: str, batches: list[str]) ->
             ctx.lake.delete(*QUALITY_SCORES.ref, f"run_id = {sql_str(run_id)}")  # a re-scored run replaces itself
         ctx.lake.append(*QUALITY_SCORES.ref, table, description=QUALITY_SCORES.description)
     return table
+
+
+def apportion(total: int, weights: list[int]) -> list[int]:
+    """``total`` split over ``weights`` in proportion, in whole numbers that add up to ``total`` (largest
+    remainder), so one objection on a dataset delivered in two batches still counts once."""
+    w = sum(weights)
+    if not total or not w:
+        return [0] * len(weights)
+    shares = [total * x / w for x in weights]
+    out = [int(s) for s in shares]
+    for i in sorted(range(len(weights)), key=lambda i: shares[i] - out[i], reverse=True)[: total - sum(out)]:
+        out[i] += 1
+    return out
 
 
 def _label(ctx: Context, ds: str | None, node: str | None, district: str | None) -> str:

@@ -22,6 +22,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from govlake.control import audit
 from govlake.errors import AccessDenied, QueryError
 from govlake.security import keyed_digest
 from govlake.access.sql import (AUDIT_PURPOSE, QueryInterrupted, SqlSession, mask_statement, render_csv,
@@ -31,7 +32,7 @@ from tests.factories import ric_number
 GOVLAKE = [sys.executable, "-m", "govlake.cli"]
 ID = ric_number("440106", "19900307", "123")
 NAME, ADDRESS = "张三", "广州市天河区体育西路1号"
-AUDIT_DIR = os.path.join("meta", "sql_audit")
+AUDIT_DIR = "_control"  # the control-plane database (SQLite beside a local lake) holds the audit log
 
 
 @pytest.fixture()
@@ -65,16 +66,22 @@ def lake_files(root: str) -> dict[str, str]:
 
 
 def assert_untouched(before: dict[str, str], root: str) -> None:
-    """Every file is byte-identical; the only new files are the audit table's own appends."""
+    """Every file is byte-identical but the control database's; the only new files are in its folder."""
     after = lake_files(root)
-    assert {p: h for p, h in after.items() if p in before} == before
+    assert {p: h for p, h in after.items() if p in before and not p.startswith(AUDIT_DIR)} == {
+        p: h for p, h in before.items() if not p.startswith(AUDIT_DIR)}
     assert all(p.startswith(AUDIT_DIR) for p in set(after) - set(before)), set(after) - set(before)
 
 
 def audit_rows(ctx) -> list[dict]:
-    """Audit rows in the order they were written (Delta files are not read back in order)."""
-    rows = ctx.lake.read("meta", "sql_audit").to_pylist()
-    return sorted(rows, key=lambda r: (r["at"] is not None, r["at"] or 0, r.get("statement_index") or 0))
+    """The SQL audit events of the control plane's audit log, in the order they were written."""
+    return sorted(audit.rows(ctx.settings, action="sql", limit=100_000), key=lambda r: r["seq"])
+
+
+def lake_owner_name() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.geteuid()).pw_name
 
 
 def gold_file(ctx) -> str:
@@ -90,10 +97,11 @@ def attacks(ctx, cwd: Path) -> list[tuple[str, str]]:
         ("analyst", f"COPY (SELECT * FROM gold.population) TO '{root}/gold/population' "
                     "(FORMAT parquet, PARTITION_BY (district_code), OVERWRITE true)"),
         ("analyst", f"COPY (SELECT '{forged}' AS add) TO '{root}/gold/population/_delta_log/00000000000000000002.json' (FORMAT json)"),
-        ("steward", f"COPY (SELECT 'x' AS status) TO '{root}/meta/sql_audit/forged.parquet' (FORMAT parquet)"),
-        ("steward", "INSERT INTO meta.sql_audit (status) VALUES ('ok')"),
-        ("steward", "DELETE FROM meta.sql_audit"),
-        ("steward", "DROP VIEW meta.sql_audit"),
+        ("steward", f"COPY (SELECT 'x' AS outcome) TO '{root}/_control/control.db' (FORMAT csv)"),
+        ("steward", f"ATTACH '{root}/_control/control.db' AS c (TYPE sqlite)"),
+        ("steward", "INSERT INTO meta.ingest_batches (batch_id) VALUES ('b2')"),
+        ("steward", "DELETE FROM meta.ingest_batches"),
+        ("steward", "DROP VIEW meta.ingest_batches"),
         ("admin", f"COPY (SELECT 1 AS a) TO '{root}/bronze/hukou_population/x.parquet'"),
         ("analyst", f"COPY (SELECT 1 AS a) TO '{cwd}/.tmp/x.csv'"),
         ("analyst", "COPY (SELECT 1 AS a) TO '.tmp/x.csv'"),
@@ -158,7 +166,7 @@ def test_reads_and_session_temp_tables_still_work(lake) -> None:
     assert s.query("SELECT count(*) AS n FROM gold.population WHERE district_code >= '440110'").table.column("n")[0].as_py() > 0
     assert "district_code" in s.query("DESCRIBE gold.population").table.column("column_name").to_pylist()
     assert s.query("SHOW TABLES").table.num_rows >= 1
-    assert s.query("PRAGMA table_info('gold.population')").table.num_rows == 5
+    assert s.query("PRAGMA table_info('gold.population')").table.num_rows == 6  # + the _objection marker
     assert s.query("EXPLAIN SELECT * FROM gold.population").table.num_rows >= 1
     assert s.query("WITH d AS (FROM gold.population) SELECT count(*) FROM d").table.num_rows == 1
     out = s.query("CREATE TEMP TABLE t AS SELECT district_code, count(*) AS n FROM gold.population GROUP BY 1; "
@@ -182,14 +190,14 @@ def test_audit_is_keyed_and_stores_no_literal(lake) -> None:
     assert ADDRESS not in str(err.value)  # the message does not echo it either
     s.query(sql.replace(f'"{ADDRESS}"', f"'{ADDRESS}'"))
     rows = audit_rows(lake)[-2:]
-    assert [r["status"] for r in rows] == ["error", "ok"] and rows[1]["rows"] == 1
+    assert [r["outcome"] for r in rows] == ["error", "ok"] and rows[1]["rows"] == 1
     text = json.dumps(rows, ensure_ascii=False, default=str)
     for secret in (ID, NAME, "体育西路", "19900307", ID[:6] + ID[-4:]):
         assert secret not in text
     plain = {hashlib.sha256(q.encode()).hexdigest() for q in (sql, sql.replace(f'"{ADDRESS}"', f"'{ADDRESS}'"))}
-    assert not plain & {v for r in rows for v in r.values()}  # an unkeyed digest could be brute-forced
-    assert rows[1]["query_hmac"] == keyed_digest(lake.settings, AUDIT_PURPOSE, sql.replace(f'"{ADDRESS}"', f"'{ADDRESS}'"))
-    assert rows[1]["query_masked"].startswith("SELECT count ( * ) FROM gold . population WHERE district_code = ?")
+    assert not plain & {v for r in rows for v in r.values() if isinstance(v, str)}  # an unkeyed digest could be brute-forced
+    assert rows[1]["digest"] == keyed_digest(lake.settings, AUDIT_PURPOSE, sql.replace(f'"{ADDRESS}"', f"'{ADDRESS}'"))
+    assert rows[1]["detail"].startswith("SELECT count ( * ) FROM gold . population WHERE district_code = ?")
     s.close()
 
 
@@ -202,28 +210,32 @@ def test_refused_and_unparsable_statements_are_audited(lake) -> None:
     with pytest.raises(AccessDenied, match="不允许 COPY"):
         s.query("SELECT 1 AS a; COPY (SELECT 1) TO 'x.csv'; SELECT 2")
     rows = audit_rows(lake)
-    assert [(r["status"], r["statement_type"]) for r in rows] == [
-        ("denied", "SELECT"), ("error", "UNKNOWN"), ("skipped", "SELECT"), ("denied", "COPY"), ("skipped", "SELECT")]
-    assert rows[1]["reason"] == "parse_error" and rows[1]["query_masked"] is None and rows[1]["query_hmac"]
-    assert len({r["request_id"] for r in rows[2:]}) == 1 and [r["statement_index"] for r in rows[2:]] == [0, 1, 2]
+    assert [r["outcome"] for r in rows] == ["denied", "error", "skipped", "denied", "skipped"]
+    assert rows[0]["tables"] == ["silver.hukou_population"] and rows[0]["user_name"] == lake_owner_name()
+    assert rows[1]["detail"] is None and rows[1]["digest"]  # unparsable: only the keyed digest
+    assert [r["detail"].split(" ")[0] for r in rows[2:]] == ["SELECT", "COPY", "SELECT"]
+    assert len({r["request_id"] for r in rows[2:]}) == 1 and rows[1]["request_id"] != rows[2]["request_id"]
+    assert audit.verify(lake.settings).ok
     s.close()
 
 
 def test_audit_failure_withholds_the_result(lake) -> None:
-    Path(lake.settings.lake_root, "meta", "sql_audit").write_text("not a table")  # the audit cannot be created
+    from govlake.control.db import control_engine
+
     s = SqlSession(lake.lake, "analyst")
+    with control_engine(lake.settings).begin() as con:  # the audit log can no longer be written
+        con.exec_driver_sql("DROP TABLE audit_log")
     with pytest.raises(QueryError, match="无法写入 SQL 审计记录"):
         s.query("SELECT count(*) FROM gold.population")
     s.close()
 
 
-def test_legacy_audit_rows_are_kept_when_new_columns_arrive(lake) -> None:
-    legacy = pa.table({"at": pa.array([None], pa.timestamp("us", tz="UTC")), "user": ["u"], "role": ["analyst"],
-                       "status": ["ok"], "query_masked": ["SELECT ?"], "query_sha256": ["00"]})
-    lake.lake.append("meta", "sql_audit", legacy)
+def test_the_sql_audit_is_in_the_control_plane_not_the_lake(lake) -> None:
     SqlSession(lake.lake, "analyst").query("SELECT 1")
-    rows = audit_rows(lake)
-    assert rows[0]["query_sha256"] == "00" and rows[1]["query_sha256"] is None and rows[1]["query_hmac"]
+    assert "sql_audit" not in lake.lake.list_tables("meta")  # readable (and once writable) by SQL: no more
+    (row,) = audit_rows(lake)
+    assert (row["action"], row["outcome"], row["user_name"], row["auth"]) == ("sql", "ok", lake_owner_name(), "local-owner")
+    assert audit.verify(lake.settings).ok
 
 
 def test_masking_cross_checks_duckdb_tokens() -> None:
@@ -313,14 +325,14 @@ def test_side_effect_functions_are_refused_before_execution(lake, tmp_path: Path
         if name is not None:
             assert isinstance(refused.value, AccessDenied) and f"{name}()" in str(refused.value), sql
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.csv"]  # no log file appeared
-    denied = [r for r in audit_rows(lake) if r["reason"] == "function_not_allowed"]
-    assert len(denied) == sum(1 for _, name in SIDE_EFFECT_CALLS if name)
+    denied = [r for r in audit_rows(lake) if r["outcome"] == "denied"]
+    assert len(denied) == len(SIDE_EFFECT_CALLS)
     # side-effect free functions, casts with a length, alias column lists and read pragmas still work
     out = s.query("SELECT count(*) AS n, sum(x)::DECIMAL(18, 2) AS s FROM range(10) t(x) "
                   "CROSS JOIN generate_series(1, 2) g(y) CROSS JOIN unnest([1]) u(z)").table
     assert out.column("n")[0].as_py() == 20
     assert s.query("SELECT * FROM duckdb_tables()").table.num_rows >= 0
-    assert s.query("PRAGMA table_info('gold.population')").table.num_rows == 5
+    assert s.query("PRAGMA table_info('gold.population')").table.num_rows == 6
     assert s.query("SELECT histogram(birth_year) AS h, upper(district_code) FROM gold.population GROUP BY 2").table.num_rows == 11
     s.close()
 
@@ -383,7 +395,7 @@ def test_signals_interrupt_the_query_and_are_audited(lake, sig, code, cause) -> 
     assert proc.returncode == code, err
     assert "查询已中断" in err and "Traceback" not in err
     last = audit_rows(lake)[-1]
-    assert (last["status"], last["reason"], last["statement_type"]) == ("interrupted", cause, "SELECT")
+    assert (last["outcome"], last["detail"].split(" ")[0]) == ("interrupted", "SELECT")
 
 
 def test_signal_in_process_interrupts_run_interruptible(lake) -> None:
@@ -395,7 +407,7 @@ def test_signal_in_process_interrupts_run_interruptible(lake) -> None:
         run_interruptible(s, ENDLESS, timeout=0)
     assert stopped.value.exit_code == 130 and time.monotonic() - started < 30
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was restored
-    assert audit_rows(lake)[-1]["status"] == "interrupted"
+    assert audit_rows(lake)[-1]["outcome"] == "interrupted"
     s.close()
 
 
@@ -406,7 +418,7 @@ def test_statement_timeout_interrupts_and_names_the_limit(lake) -> None:
     assert proc.returncode == 124, err
     assert "时间限制（1 秒）" in err and "GOVLAKE_SQL_TIMEOUT" in err and "Traceback" not in err
     last = audit_rows(lake)[-1]
-    assert (last["status"], last["reason"]) == ("timeout", "timeout") and last["duration_ms"] >= 900
+    assert last["outcome"] == "timeout"
 
 
 def test_export_duckdb_is_audited(lake, tmp_path: Path) -> None:
@@ -414,7 +426,7 @@ def test_export_duckdb_is_audited(lake, tmp_path: Path) -> None:
     assert cli(lake, "--export-duckdb", str(target)).returncode == 0
     assert cli(lake, "--export-duckdb", str(target)).returncode != 0  # refused: the file exists
     ok, refused = audit_rows(lake)[-2:]
-    assert (ok["statement_type"], ok["status"], ok["rows"], ok["role"]) == ("EXPORT", "ok", 1, "analyst")
-    assert (refused["statement_type"], refused["status"]) == ("EXPORT", "error")
-    assert ok["query_masked"] == "EXPORT DUCKDB ?" and "张三" not in json.dumps([ok, refused], ensure_ascii=False, default=str)
-    assert ok["query_hmac"] == keyed_digest(lake.settings, AUDIT_PURPOSE, f"EXPORT DUCKDB '{target}'")
+    assert (ok["outcome"], ok["rows"], ok["role"], ok["tables"]) == ("ok", 1, "analyst", ["gold.population"])
+    assert refused["outcome"] == "error"
+    assert ok["detail"] == refused["detail"] == "EXPORT DUCKDB ?" and "张三" not in json.dumps([ok, refused], ensure_ascii=False, default=str)
+    assert ok["digest"] == keyed_digest(lake.settings, AUDIT_PURPOSE, f"EXPORT DUCKDB '{target}'")

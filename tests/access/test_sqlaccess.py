@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from govlake.cli import main
+from govlake.control import audit
 from govlake.errors import AccessDenied, QueryError
 from govlake.jobs.pipeline import run_pending
 from govlake.access.sql import SqlSession
@@ -58,9 +59,10 @@ def test_files_cannot_be_read_around_the_role(lake) -> None:
 def test_queries_are_audited_with_literals_masked(lake) -> None:
     s = SqlSession(lake.lake, "analyst")
     s.query("SELECT count(*) FROM gold.population WHERE district_code <> '440106199003071234' AND district_code <> '张三'")
-    (audit,) = lake.lake.read("meta", "sql_audit").to_pylist()
-    assert audit["role"] == "analyst" and audit["status"] == "ok" and audit["rows"] == 1
-    assert "440106199003071234" not in audit["query_masked"] and "张三" not in audit["query_masked"]
+    (row,) = audit.rows(lake.settings, action="sql")
+    assert row["role"] == "analyst" and row["outcome"] == "ok" and row["rows"] == 1 and row["auth"] == "local-owner"
+    assert row["tables"] == ["gold.population"] and "sql_audit" not in lake.lake.list_tables("meta")
+    assert "440106199003071234" not in row["detail"] and "张三" not in row["detail"]
 
 
 def test_cli_formats_and_exit_codes(lake) -> None:

@@ -59,7 +59,7 @@ def airflow_settings(env: dict[str, str], cwd: Path) -> dict[str, str]:
 def dashboard_lake(env: dict[str, str], cwd: Path) -> str:
     """The lake ``govlake serve`` opens, from its banner (the server is stopped right after)."""
     cwd.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([*GOVLAKE, "serve", "--port", "0"], env=env, cwd=cwd, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*GOVLAKE, "serve", "--port", "0", "--no-sql"], env=env, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         banner = proc.stdout.readline()

@@ -50,8 +50,55 @@ def demo_lake(tmp_path_factory: pytest.TempPathFactory):
     return build_lake(tmp_path_factory.mktemp("dash"), rows=10_000)
 
 
+PASSWORD = "Dash-board-2026!"  # every test account's password (the policy wants 12+ chars of 2+ classes)
+# name -> (node, role): the city's administrator, a district analyst (天河区), a department steward and analyst.
+ACCOUNTS = {"cdo": ("440100", "admin"), "tianhe": ("440106", "analyst"), "gaj.steward": ("gaj", "steward"),
+            "gaj.analyst": ("gaj", "analyst"), "mz.analyst": ("mzj", "analyst")}
+
+
+def add_accounts(ctx) -> dict[str, tuple[str, str]]:
+    """The test accounts in ``ctx``'s control database, created by the lake owner as ``govlake users add``
+    would (idempotent: lakes that share a control database share the accounts)."""
+    from govlake.control.identities import IdentityError, add_user
+    from govlake.control.principal import Principal
+
+    owner = Principal.lake_owner(ctx.registry.city.code)
+    for name, (node, role) in ACCOUNTS.items():
+        if node not in ctx.registry.nodes:
+            continue
+        try:
+            add_user(ctx.settings, ctx.registry, name, node, role, PASSWORD, by=owner)
+        except IdentityError as exc:
+            if "已存在" not in exc.message:
+                raise
+    return {n: v for n, v in ACCOUNTS.items() if v[0] in ctx.registry.nodes}
+
+
 @pytest.fixture(scope="session")
-def site(demo_lake):
+def accounts(demo_lake) -> dict[str, tuple[str, str]]:
+    return add_accounts(demo_lake)
+
+
+def login(client, name: str = "cdo", password: str = PASSWORD):
+    """Log a TestClient in through the form (GET /login for its CSRF token, then POST); returns the POST's
+    response."""
+    import re
+
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    return client.post("/login", data={"username": name, "password": password, "csrf_token": token},
+                       follow_redirects=False)
+
+
+def csrf_of(client, path: str = "/") -> str:
+    """The session's CSRF token, as a page's forms carry it."""
+    import re
+
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text).group(1)
+
+
+@pytest.fixture(scope="session")
+def site(demo_lake, accounts):
     from govlake.access.dashboard import BackgroundServer
 
     s = BackgroundServer(demo_lake)

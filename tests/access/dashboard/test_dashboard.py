@@ -33,14 +33,23 @@ def csp_violations(browser) -> list[str]:
 
 
 def go(browser, site, path: str):
-    """Load a page and wait until the whole document is parsed (the footer comes last) and scripts ran; the
-    page must need nothing its CSP refuses (every test page is checked)."""
+    """Load a page (logging in as the city's administrator first when sent to the login page) and wait until
+    the whole document is parsed (the footer comes last) and scripts ran; the page must need nothing its CSP
+    refuses (every test page is checked)."""
+    from urllib.parse import urlsplit
+
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
+    from govlake.access.dashboard import browser_login
+    from tests.access.dashboard.conftest import PASSWORD
+
     browser.get_log("browser")  # drop what earlier pages logged
     browser.get(site.url + path)
+    if urlsplit(browser.current_url).path == "/login":  # this lake's control database has no session of ours yet
+        browser_login(browser, site.url, "cdo", PASSWORD)
+        browser.get(site.url + path)
     WebDriverWait(browser, 15).until(ec.presence_of_element_located((By.ID, "page-end")))
     WebDriverWait(browser, 15).until(lambda b: b.execute_script("return document.readyState") == "complete")
     assert not csp_violations(browser), path
@@ -118,7 +127,10 @@ def test_catalog_with_1000_resources(browser, demo_lake, tmp_path: Path) -> None
     from govlake.access.dashboard import BackgroundServer
     from govlake.devkit.dashboard_scale import inflate_catalog
 
+    from tests.access.dashboard.conftest import add_accounts
+
     ctx = inflate_catalog(demo_lake, tmp_path / "big", 1000)
+    add_accounts(ctx)  # the copy has its own control database
     site = BackgroundServer(ctx)
     try:
         find = go(browser, site, "/catalog")
@@ -155,7 +167,7 @@ def test_charts_draw_under_the_csp_and_tooltips_need_no_inline_style(browser, si
     assert any("script-src" in v for v in csp_violations(browser))
 
 
-def test_hostile_gold_values_render_as_text(browser, hostile_lake, tmp_path: Path) -> None:
+def test_hostile_gold_values_render_as_text(browser, hostile_lake, accounts, tmp_path: Path) -> None:
     """A gold row holding <img onerror> (e.g. forged through a Delta log) shows as text and runs nothing."""
     from govlake.access.dashboard import BackgroundServer
     from tests.access.dashboard.conftest import HOSTILE

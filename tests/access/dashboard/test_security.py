@@ -17,7 +17,7 @@ import pytest
 from markupsafe import escape
 
 from govlake.access.dashboard import SECURITY_HEADERS, create_app, is_loopback
-from tests.access.dashboard.conftest import HOSTILE, XSS
+from tests.access.dashboard.conftest import HOSTILE, XSS, login
 
 GOVLAKE = Path(sys.executable).parent / "govlake"
 PAGES = ["/", "/catalog", "/catalog/hukou_population", "/duties", "/indicators", "/quality", "/lineage",
@@ -32,18 +32,20 @@ def reflecting(payload: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def client(demo_lake):
+def client(demo_lake, accounts):
     from starlette.testclient import TestClient
 
     with TestClient(create_app(demo_lake), base_url="http://127.0.0.1:8765") as c:
+        assert login(c).status_code == 303
         yield c
 
 
 @pytest.fixture(scope="module")
-def hostile_client(hostile_lake):
+def hostile_client(hostile_lake, accounts):
     from starlette.testclient import TestClient
 
     with TestClient(create_app(hostile_lake), base_url="http://127.0.0.1:8765") as c:
+        assert login(c).status_code == 303
         yield c
 
 
@@ -100,12 +102,17 @@ def test_security_headers_on_every_response(client) -> None:
     assert client.post("/").headers["x-frame-options"] == "DENY"  # 405 too
 
 
-def test_pages_have_no_inline_script_or_style(client) -> None:
-    """What the CSP forbids must not be needed: every script is a file or a JSON data block."""
+def test_pages_have_no_inline_script_or_style(client, demo_lake) -> None:
+    """What the CSP forbids must not be needed: every script is a file or a JSON data block (the login and
+    workflow pages included)."""
     import re
 
-    for url in PAGES:
-        body = client.get(url).text
+    from starlette.testclient import TestClient
+
+    with TestClient(create_app(demo_lake), base_url="http://127.0.0.1:8765") as anonymous:
+        bodies = {"/login": anonymous.get("/login").text}
+    bodies |= {url: client.get(url).text for url in PAGES + ["/sharing/mine", "/sharing/todo", "/objections"]}
+    for url, body in bodies.items():
         for tag in re.findall(r"<script\b[^>]*>", body):
             assert 'src="/static/' in tag or 'type="application/json"' in tag, (url, tag)
         assert "<style" not in body and " style=" not in body and "onclick" not in body, url
@@ -125,7 +132,7 @@ def test_footer_and_pages_hold_no_lake_path(client, demo_lake) -> None:
     assert "数据湖" not in client.get("/").text.split('id="page-end"')[1]
 
 
-def test_foreign_host_header_is_refused(demo_lake) -> None:
+def test_foreign_host_header_is_refused(demo_lake, accounts) -> None:
     """DNS rebinding: a page whose name resolves to 127.0.0.1 must not read the dashboard."""
     from starlette.testclient import TestClient
 
@@ -134,9 +141,34 @@ def test_foreign_host_header_is_refused(demo_lake) -> None:
         assert resp.status_code == 400 and "本机" in resp.text
         assert resp.headers["content-security-policy"] == SECURITY_HEADERS["content-security-policy"]
     with TestClient(create_app(demo_lake), base_url="http://localhost:8765") as c:
-        assert c.get("/quality").status_code == 200
+        assert login(c).status_code == 303 and c.get("/quality").status_code == 200
     with TestClient(create_app(demo_lake), base_url="http://[::1]:8765") as c:
-        assert c.get("/quality").status_code == 200
+        assert login(c).status_code == 303 and c.get("/quality").status_code == 200
+
+
+def test_a_non_loopback_bind_needs_tls_in_front() -> None:
+    """With a login, a public bind is allowed only when TLS terminates in front (secure cookies); without it
+    the password and the session cookie would cross the network in clear text."""
+    from govlake.access.dashboard import check_loopback
+    from govlake.errors import ConfigError
+
+    for host in ("0.0.0.0", "192.168.1.5", "gov.example.cn"):
+        with pytest.raises(ConfigError) as refused:
+            check_loopback(host)
+        assert "拒绝" in refused.value.message and host in refused.value.message and "TLS" in refused.value.message
+        check_loopback(host, secure_cookies=True)  # accepted
+    check_loopback("127.0.0.1")
+
+
+def test_a_configured_public_host_name_is_accepted(demo_lake, accounts) -> None:
+    """Behind a TLS proxy the Host is the service's public name: accepted when configured, others still not."""
+    from starlette.testclient import TestClient
+
+    app = create_app(demo_lake, secure_cookies=True, allowed_hosts=["data.gz.gov.example"])
+    with TestClient(app, base_url="https://data.gz.gov.example") as c:
+        assert login(c).status_code == 303 and c.get("/quality").status_code == 200
+    with TestClient(app, base_url="https://evil.example") as c:
+        assert c.get("/login").status_code == 400
 
 
 def test_loopback_addresses() -> None:
@@ -162,7 +194,7 @@ def test_serve_on_loopback_answers_with_the_headers(demo_lake) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([str(GOVLAKE), "serve", "--host", "127.0.0.1", "--port", str(port),
+    proc = subprocess.Popen([str(GOVLAKE), "serve", "--host", "127.0.0.1", "--port", str(port), "--no-sql",
                              "--lake", demo_lake.settings.lake_root], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         for _ in range(300):

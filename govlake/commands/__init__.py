@@ -1,0 +1,24 @@
+"""CLI command groups of the city service, one module each (users, audit, share, objection).
+
+``govlake.cli`` stays the pipeline's commands; these groups are added to it by ``register``. Each module
+defines ``group``, a click group, and imports its heavy dependencies inside the commands.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+MODULES = ("users", "audit", "share", "objection")
+
+
+def register(main: click.Group) -> None:
+    for name in MODULES:
+        try:
+            module = importlib.import_module(f"govlake.commands.{name}")
+        except ModuleNotFoundError as exc:  # a group not written yet must not break the CLI
+            if exc.name != f"govlake.commands.{name}":
+                raise
+            continue
+        main.add_command(module.group)
