@@ -17,7 +17,6 @@ Median of ``--runs`` runs each (after one warm-up), and the ratio endpoint / dir
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
