@@ -38,6 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from govlake.context import Context
+from govlake.control.clock import utc as _aware
 from govlake.errors import AccessDenied, ConfigError, GovlakeError
 from govlake.tables import (
     CATALOG_ITEMS, CATALOG_NODES, CATALOG_RESOURCES, DUTY_DATA_LIST, DUTY_FINDINGS, INDICATOR_PROGRESS, INDICATOR_VALUES,
@@ -640,12 +641,6 @@ def _latest_by_district(d: _Rollups) -> list[dict]:
 
 OBJECTION_NEXT = {"已提交": ("已受理", "已驳回"), "已受理": ("核实中", "已驳回"), "核实中": ("已更正", "已驳回")}
 STEWARDS = ("steward", "admin")
-
-
-def _aware(ts: Any) -> Any:
-    if isinstance(ts, datetime) and ts.tzinfo is None:
-        return ts.replace(tzinfo=timezone.utc)
-    return ts
 
 
 def _overdue(row: dict, now: datetime) -> bool:

@@ -46,14 +46,14 @@ statement: transpiling every statement would change the meaning of DuckDB-valid 
 
 from __future__ import annotations
 
-import inspect
 import logging
-import random
 import re
+import secrets
 import socket
 import socketserver
 import struct
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -78,6 +78,10 @@ for _name in ("buenavista", "buenavista.postgres"):  # it logs every SQL text at
 DEFAULT_SQL_PORT = 5433
 MAX_MESSAGE = 1 << 28  # a message longer than 256 MiB is a hostile or broken client
 ROW_BATCH = 32768      # rows encoded at a time (bounded memory whatever the result size)
+MAX_PASSWORD_MESSAGE = 4096  # before authentication: a password or a token, never more
+STARTUP_TIMEOUT_S = 30.0     # startup + authentication must finish within this
+MAX_CONNECTIONS = 64         # concurrent connections per endpoint (each holds a DuckDB session)
+REVALIDATE_S = 30.0    # a long-lived connection re-reads its account and grants at least this often
 
 SSL_REQUEST, GSS_REQUEST, CANCEL_REQUEST, PROTOCOL_3 = 80877103, 80877104, 80877102, 196608
 AUTH_OK, AUTH_CLEARTEXT = 0, 3
@@ -580,9 +584,10 @@ class Connection:
         self.server = server
         self.principal = principal
         self.params = {k.lower(): v for k, v in params.items()}
-        self.process_id = random.randint(1, 2**31 - 1)
-        self.secret_key = random.randint(1, 2**31 - 1)
+        self.process_id = secrets.randbelow(2**31 - 1) + 1
+        self.secret_key = secrets.randbelow(2**31 - 1) + 1  # the cancel key must not be guessable
         self.session = server.open_session(principal)
+        self.checked_at = time.monotonic()
         self.parser = duckdb.connect()  # an empty in-memory database used only to ask DuckDB's parser
         self.statements: dict[str, Prepared] = {}
         self.portals: dict[str, Portal] = {}
@@ -617,9 +622,32 @@ class Connection:
             return self._session_command(command)
         return self._query(sql)
 
+    def _revalidate(self) -> None:
+        """Re-read the account and its grants at most every REVALIDATE_S seconds, and at once when a grant
+        the session holds has expired: a revoked or expired grant, a changed role or a disabled account takes
+        effect on a long-lived connection within that time, not at the next login. The session is rebuilt
+        when what it may see changed (its TEMP objects go with it)."""
+        held = self.principal.grants
+        if time.monotonic() - self.checked_at < REVALIDATE_S and all(g.live() for g in held):
+            return
+        if self.principal.user_id is None:  # the lake owner's own identity has no grants to re-read
+            return
+        from govlake.control.identities import AuthenticationFailed, principal_for
+
+        ctx = self.server.ctx
+        try:
+            fresh = principal_for(ctx.settings, ctx.registry, self.principal.user_id, self.principal.auth)
+        except AuthenticationFailed:
+            raise PgError("28000", "账号已停用或不存在，连接不再可用", hint="请联系系统管理员", severity="FATAL") from None
+        self.checked_at = time.monotonic()
+        if (fresh.role, fresh.node, fresh.grants) != (self.principal.role, self.principal.node, held):
+            old, self.session, self.principal = self.session, self.server.open_session(fresh), fresh
+            old.close()
+
     def _query(self, sql: str) -> ResultSet:
         from govlake.access.sql import statement_timeout
 
+        self._revalidate()
         text = to_duckdb(sql, self.parser)
         timeout = statement_timeout()
         timer = threading.Timer(timeout, self.session.interrupt, args=("timeout",)) if timeout > 0 else None
@@ -696,8 +724,13 @@ class GovlakeHandler(BuenaVistaHandler):
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
         self.r = BVBuffer(self.rfile)
         conn: Connection | None = None
+        if not self.server.slots.acquire(blocking=False):  # bounded threads and memory per server
+            self._send_error(PgError("53300", "连接数已达上限，请稍后再试", severity="FATAL"))
+            return
         try:
+            self.request.settimeout(STARTUP_TIMEOUT_S)  # a client that never finishes logging in is dropped
             conn = self._startup()
+            self.request.settimeout(None)
             if conn is not None:
                 self._serve(conn)
         except (_Closed, ConnectionError, OSError):
@@ -708,6 +741,7 @@ class GovlakeHandler(BuenaVistaHandler):
             log_internal(exc)
             self._send_error(PgError("XX000", "服务器内部错误，连接已关闭", severity="FATAL"))
         finally:
+            self.server.slots.release()
             if conn is not None:
                 self.server.ctxts.pop(conn.process_id, None)
                 conn.close()
@@ -745,7 +779,7 @@ class GovlakeHandler(BuenaVistaHandler):
 
         self.wfile.write(struct.pack("!cii", ServerResponse.AUTHENTICATION_REQUEST, 8, AUTH_CLEARTEXT))
         self.wfile.flush()
-        kind, payload = self._read_message()
+        kind, payload = self._read_message(limit=MAX_PASSWORD_MESSAGE)  # nobody unauthenticated buffers 256 MiB
         if kind != ClientCommand.PASSWORD_MESSAGE:
             raise PgError("08P01", "应先发送密码", severity="FATAL")
         secret = payload.rstrip(b"\x00").decode("utf-8", "replace")
@@ -915,12 +949,12 @@ class GovlakeHandler(BuenaVistaHandler):
     def _read_uint32(self) -> int:
         return struct.unpack("!I", self._read_exact(4))[0]
 
-    def _read_message(self) -> tuple[bytes, bytes]:
+    def _read_message(self, limit: int = MAX_MESSAGE) -> tuple[bytes, bytes]:
         kind = self.rfile.read(1)
         if not kind:
             raise _Closed()
         length = self._read_uint32()
-        if not 4 <= length <= MAX_MESSAGE:
+        if not 4 <= length <= limit:
             raise PgError("08P01", "协议消息长度无效", severity="FATAL")
         return kind, self._read_exact(length - 4)
 
@@ -1007,6 +1041,7 @@ class PgWireServer(BuenaVistaServer):
         socketserver.ThreadingTCPServer.__init__(self, (host.strip("[]"), port), GovlakeHandler)
         self.conn, self.rewriter, self.extensions, self.auth = None, None, {}, "identities"
         self.ctxts: dict[int, Connection] = {}
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._descriptions: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
 
     @property
@@ -1031,11 +1066,7 @@ class PgWireServer(BuenaVistaServer):
                 cache[layer, name] = table_description(ctx, layer, name), column_descriptions(ctx, layer, name)
             return cache[layer, name]
 
-        params = inspect.signature(SqlSession).parameters
-        if "principal" in params:
-            kwargs = {"registry": ctx.registry} if "registry" in params else {}
-            return SqlSession(ctx.lake, principal=principal, describe=describe, **kwargs)
-        return SqlSession(ctx.lake, principal.role, describe)  # before grants were enforced per principal
+        return SqlSession(ctx.lake, principal=principal, describe=describe, registry=ctx.registry)
 
     def start(self) -> threading.Thread:
         """Serve in a background thread (``govlake serve``, tests); ``stop`` ends it."""

@@ -11,15 +11,15 @@ Lifetimes: 8 hours absolute (``ABSOLUTE``), 30 minutes idle (``IDLE``). A fresh 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
 from govlake.control.db import control_engine
+from govlake.control.clock import now as _now, secret_digest as digest, utc as _aware
 from govlake.control.schema import users, web_sessions
 from govlake.project import Settings
 
@@ -27,21 +27,6 @@ COOKIE = "govlake_session"
 ABSOLUTE = timedelta(hours=8)
 IDLE = timedelta(minutes=30)
 TOUCH_EVERY = timedelta(seconds=30)  # last_seen_at is rewritten at most this often (one write per page is waste)
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _aware(ts: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes for timezone-aware columns: they were written as UTC."""
-    if ts is not None and ts.tzinfo is None:
-        return ts.replace(tzinfo=timezone.utc)
-    return ts
-
-
-def digest(cookie_value: str) -> str:
-    return hashlib.sha256(cookie_value.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -18,17 +18,31 @@ def group() -> None:
     """The audit log: every query and workflow step, hash-chained."""
 
 
+def _head(value: str | None) -> tuple[int, str] | None:
+    if value is None:
+        return None
+    seq, sep, digest = value.partition(":")
+    if not sep or not seq.isdigit() or len(digest) != 64:
+        raise click.BadParameter("应为 序号:哈希（govlake audit verify 输出的“链头”）", param_hint="--head")
+    return int(seq), digest
+
+
 @group.command("verify")
+@click.option("--head", "head", default=None, metavar="SEQ:HASH",
+              help="A head printed by an earlier verify and recorded elsewhere: the chain must still reach it.")
 @lake_option
 @friendly
-def verify_cmd(lake: str | None) -> None:
-    """Walk the hash chain from the first record; exit 3 at the first break."""
+def verify_cmd(head: str | None, lake: str | None) -> None:
+    """Walk the hash chain from the first record; exit 3 at the first break or a cut-off tail."""
     from govlake.control.audit import verify
 
     ctx = make_context(lake)
-    result = verify(ctx.settings)
+    result = verify(ctx.settings, _head(head))
     if result.ok:
         console.print(f"审计日志完整：{result.rows} 条记录，哈希链校验通过")
+        if result.head and result.head[0]:
+            console.print(f"链头：{result.head[0]}:{result.head[1]}（请另行记录，日后以 --head 核对末尾未被删除）",
+                          highlight=False)
         return
     err_console.print(f"[bold red]审计日志校验失败：[/]第 {result.first_bad} 条记录（seq={result.first_bad}）"
                       f"{result.problem}。该记录及其后的记录不可信，请从备份核对并调查。", highlight=False)

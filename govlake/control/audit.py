@@ -14,10 +14,14 @@ was being audited is withheld.
 
 from __future__ import annotations
 
+import hmac
 import json
+import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -29,6 +33,7 @@ from govlake.project import Settings
 from govlake.security import keyed_digest
 
 CHAIN_PURPOSE = "audit_chain"
+ANCHOR_PURPOSE = "audit_anchor"
 DIGEST_PURPOSE = "audit_statement"  # digests of audited statements: never equal to a pseudonym
 GENESIS = "0" * 64
 _PG_LOCK_KEY = 0x60F1A4E  # advisory lock id of the chain head (any constant unique to govlake)
@@ -115,6 +120,7 @@ def record(settings: Settings, actor: Actor | Principal, *events: AuditEvent) ->
                 row["hash"] = prev = _link(settings, prev, row)
                 con.execute(audit_log.insert().values(**row))
                 seqs.append(seq)
+            _write_anchor(settings, seq, prev)  # still under the append lock: anchors advance in order
         return seqs
     except AuditError:
         raise
@@ -144,13 +150,60 @@ class Verification:
     rows: int
     first_bad: int | None = None  # seq of the first row that does not verify
     problem: str | None = None    # what is wrong there, in Chinese
+    head: tuple[int, str] | None = None  # (seq, hash) of the last row, when the chain verifies
 
 
-def verify(settings: Settings) -> Verification:
+# -- the head anchor -------------------------------------------------------------------------------------
+# A chain proves every row against its predecessors, not that the newest rows are still there: deleting the
+# tail leaves a shorter chain that verifies. The head (seq, hash) is therefore also kept outside the
+# database, HMAC'ed under the chain key: beside the lake's secret for a local lake, and printed by
+# ``govlake audit verify`` so that operators can record it elsewhere and check it with ``--head SEQ:HASH``.
+
+def anchor_path(settings: Settings) -> Path | None:
+    """Where a local lake keeps the audit head (None for object-store lakes: record the printed head)."""
+    return Path(settings.lake_root) / "_secrets" / "audit.head" if settings.is_local else None
+
+
+def _anchor_text(settings: Settings, seq: int, head: str) -> str:
+    return json.dumps({"seq": seq, "hash": head, "mac": keyed_digest(settings, ANCHOR_PURPOSE, f"{seq}:{head}")})
+
+
+def _write_anchor(settings: Settings, seq: int, head: str) -> None:
+    path = anchor_path(settings)
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    tmp.write_text(_anchor_text(settings, seq, head), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_anchor(settings: Settings) -> tuple[int, str] | None:
+    """The recorded head, or None if none was recorded; raises AuditError if the anchor was forged."""
+    path = anchor_path(settings)
+    if path is None or not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        seq, head = int(data["seq"]), str(data["hash"])
+        genuine = hmac.compare_digest(str(data["mac"]), keyed_digest(settings, ANCHOR_PURPOSE, f"{seq}:{head}"))
+    except (ValueError, KeyError, TypeError):
+        genuine = False
+    if not genuine:
+        raise AuditError("审计日志的链头锚点被篡改或损坏", where=str(path),
+                         hint="从备份恢复控制库与锚点文件后重新校验，并调查该文件被谁修改")
+    return seq, head
+
+
+def verify(settings: Settings, head: tuple[int, str] | None = None) -> Verification:
     """Walk the chain from the first row: every seq present in order, every prev_hash the previous row's
-    hash, every hash the HMAC of its content. The first break is reported."""
+    hash, every hash the HMAC of its content; then the head: the chain must reach the recorded anchor (and
+    ``head``, one recorded elsewhere) with the same hash, or rows were cut off its end. The first break is
+    reported."""
     engine = control_engine(settings)
     prev, expected, n = GENESIS, 1, 0
+    hashes: dict[int, str] = {}
+    anchors = [a for a in (read_anchor(settings), head) if a is not None]
     with engine.connect() as con:
         for r in con.execute(sa.select(audit_log).order_by(audit_log.c.seq)).mappings():
             row = dict(r)
@@ -161,8 +214,16 @@ def verify(settings: Settings) -> Verification:
                 return Verification(False, n, row["seq"], "前序哈希不符（上一条记录被删除、替换或重排）")
             if _link(settings, prev, row) != row["hash"]:
                 return Verification(False, n, row["seq"], "记录内容与其哈希不符（该记录被修改）")
+            if any(a[0] == row["seq"] for a in anchors):
+                hashes[row["seq"]] = row["hash"]
             prev, expected = row["hash"], expected + 1
-    return Verification(True, n)
+    for seq, want in anchors:
+        if seq >= expected:
+            return Verification(False, n, expected, f"记录到第 {expected - 1} 条为止，而链头锚点记录到第 {seq} 条"
+                                                    "（末尾的记录被删除）")
+        if seq > 0 and hashes.get(seq) != want:
+            return Verification(False, n, seq, "该记录的哈希与链头锚点不符（记录被替换）")
+    return Verification(True, n, head=(expected - 1, prev))
 
 
 def rows(settings: Settings, *, user: str | None = None, action: str | None = None,

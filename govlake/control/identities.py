@@ -16,12 +16,11 @@ change is audited with that principal. Passwords are never echoed, logged or aud
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 import sqlalchemy as sa
@@ -29,6 +28,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from govlake.control import audit
+from govlake.control.clock import now as _now, secret_digest as _token_digest, utc as _aware
 from govlake.control.db import control_engine
 from govlake.control.principal import ROLE_NAMES, ROLES, Grant, Principal
 from govlake.control.schema import grants, tokens, users, web_sessions
@@ -64,21 +64,6 @@ class IdentityError(ConfigError):
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands timestamps back naive; every one we store is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
-
-
-def _token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
 
 def _dummy() -> str:
     global _dummy_hash
@@ -202,23 +187,31 @@ def disable_user(settings: Settings, name: str, by: Principal) -> None:
     with control_engine(settings).begin() as con:
         row = _existing(con, name)
         con.execute(users.update().where(users.c.id == row["id"]).values(disabled=True))
-        con.execute(tokens.update().where(tokens.c.user_id == row["id"], tokens.c.revoked_at.is_(None))
-                    .values(revoked_at=now))
-        con.execute(web_sessions.update()
-                    .where(web_sessions.c.user_id == row["id"], web_sessions.c.revoked_at.is_(None))
-                    .values(revoked_at=now))
+        _end_credentials(con, row["id"], now)
     _audit(settings, by, "users.disable", "ok", f"user={name}")
 
 
+def _end_credentials(con: sa.Connection, user_id: int, now: datetime) -> None:
+    """Revoke every live API token and web session of the user."""
+    con.execute(tokens.update().where(tokens.c.user_id == user_id, tokens.c.revoked_at.is_(None))
+                .values(revoked_at=now))
+    con.execute(web_sessions.update()
+                .where(web_sessions.c.user_id == user_id, web_sessions.c.revoked_at.is_(None))
+                .values(revoked_at=now))
+
+
 def reset_password(settings: Settings, name: str, password: str, by: Principal) -> None:
-    """Set a new password and clear the lockout (a disabled account stays disabled)."""
+    """Set a new password and clear the lockout (a disabled account stays disabled). A reset is what is
+    done when a password may be known to someone else, so the user's web sessions and API tokens end too."""
     _require_owner(by)
     check_password(password, name)
+    now = _now()
     with control_engine(settings).begin() as con:
         row = _existing(con, name)
         con.execute(users.update().where(users.c.id == row["id"]).values(
             password_hash=_hasher.hash(password), failed_attempts=0, locked_until=None,
-            password_changed_at=_now()))
+            password_changed_at=now))
+        _end_credentials(con, row["id"], now)
     _audit(settings, by, "users.reset", "ok", f"user={name}")
 
 
@@ -304,7 +297,9 @@ def _attempt(settings: Settings, name: str, secret: str) -> _Attempt:
             if not is_token and _hasher.check_needs_rehash(user["password_hash"]):
                 values["password_hash"] = _hasher.hash(secret)
             con.execute(users.update().where(users.c.id == user["id"]).values(**values))
-        elif reason not in ("disabled", "locked"):
+        elif reason not in ("disabled", "locked") and not is_token:
+            # A wrong token cannot be a guess (256 random bits); charging it to the account would let anyone
+            # who walks token ids (glk_1_x, glk_2_x ...) lock their owners out. Passwords only.
             _count_failure(con, user["id"], now)
     return _Attempt(user, auth, reason)
 

@@ -32,6 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from govlake.control import audit
+from govlake.control.clock import utc as _aware
 from govlake.control.audit import AuditEvent
 from govlake.control.principal import Principal
 from govlake.control.schema import objections as T
@@ -346,9 +347,17 @@ def scrub_reason(text: str) -> str:
     return _QUOTED.sub(lambda m: m.group()[0] + "…" + m.group()[-1], text)[:2000]
 
 
+def _not_found(target: Target) -> ObjectionError:
+    """One answer for a record that does not exist and one the user may not see: filing must not tell them
+    apart, or it would be an oracle for other districts' records."""
+    return ObjectionError(f"{target.table} 中没有 {target.key_label} 为该值的记录（或该记录不在你的可见范围内）",
+                          where="record_ref", hint="检查记录标识是否与页面显示的一致（个人记录请用假名）")
+
+
 def _check_readable(principal: Principal, registry: Registry, settings: Settings, target: Target,
-                    row: dict[str, Any]) -> None:
-    """The user must be able to read the table, the field and this row (the one policy decides)."""
+                    row: dict[str, Any] | None) -> None:
+    """The user must be able to read the table, the field and this row (the one policy decides). Called
+    first without a row (table and field, before the record is looked up), then with it."""
     try:
         from govlake.control import policy
     except ImportError:  # policy.py not written yet: the access check is skipped
@@ -362,11 +371,10 @@ def _check_readable(principal: Principal, registry: Registry, settings: Settings
                          or target.field in access.masked):
         raise AccessDenied(f"无权查看 {target.table} 的字段 {target.field}，不能对其提出异议",
                            hint="先在驾驶舱“我的申请”页面（/sharing/mine）申请该数据集的共享权限")
-    if access.row_filter is not None:
+    if row is not None and access.row_filter is not None:
         cols, value = access.row_filter
         if not any(row.get(c) == value for c in cols):
-            raise ObjectionError(f"{target.table} 中没有该记录", where="record_ref",
-                                 hint="检查记录标识是否与页面显示的一致")
+            raise _not_found(target)
 
 
 def file_objection(settings: Settings, registry: Registry, principal: Principal, table: str, record_ref: str,
@@ -384,11 +392,11 @@ def file_objection(settings: Settings, registry: Registry, principal: Principal,
         if principal.user_id is None:
             raise ObjectionError("本地数据湖所有者账户不能提交异议", hint="请以用户身份登录看板提交（govlake users add 创建用户）")
         target = resolve_target(settings, registry, table, field)
+        _check_readable(principal, registry, settings, target, None)  # before anything about the record
         record_ref = "|".join(_key_parts(target, record_ref))
         row = read_record(settings, target, record_ref)
         if row is None:
-            raise ObjectionError(f"{target.table} 中没有 {target.key_label} 为该值的记录", where="record_ref",
-                                 hint="检查记录标识是否与页面显示的一致（个人记录请用假名）")
+            raise _not_found(target)
         _check_readable(principal, registry, settings, target, row)
     except GovlakeError as exc:
         named = [table] if _TABLE_NAME.fullmatch(table or "") else []  # never echo what may be a personal value
@@ -537,10 +545,6 @@ def overdue(settings: Settings, now: datetime | None = None) -> list[dict]:
     """Open objections past the deadline of their current state."""
     now = now or datetime.now(timezone.utc)
     return [r for r in _open_rows(settings) if _aware(r["due_at"]) < now]
-
-
-def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)  # SQLite returns naive UTC
 
 
 def listing(settings: Settings, node: str | None = None, status: str | None = None,

@@ -32,6 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from govlake.contracts import Contract
+from govlake.control.clock import now as _now, utc as _utc
 from govlake.control import audit
 from govlake.control.db import control_engine
 from govlake.control.principal import Principal
@@ -116,21 +117,10 @@ def _load_rules(catalog_dir: str, schemas_dir: str) -> SharingRules:
 
 # -- helpers --------------------------------------------------------------------------------------------------
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def _at(now: datetime | None) -> datetime:
     """``now`` (default: the clock) in UTC: SQLite stores timestamps without their offset, so every stored
     and compared timestamp must be UTC."""
     return _utc(now or _now()).astimezone(timezone.utc)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """SQLite hands timestamps back naive; every one we store is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
 
 
 def _day(value: datetime) -> str:

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
+from govlake.control.clock import utc as _aware
+
 CHINA = timezone(timedelta(hours=8), "CST")
 _MAX_SPAN = 3660  # days searched at most: a calendar with no working day at all must not loop forever
 
@@ -68,8 +70,3 @@ def add_workdays(start: datetime, n: int, holidays: Iterable[str | date] = (),
 
 def _day(value: str | date) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
-
-
-def _aware(moment: datetime) -> datetime:
-    """Naive datetimes are taken as UTC, as the control plane stores them (SQLite drops the offset)."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

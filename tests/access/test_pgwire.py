@@ -348,3 +348,36 @@ def test_serve_refuses_sql_on_a_public_address_it_was_not_given(lake) -> None:
         assert endpoint.host == "127.0.0.1" and endpoint.loopback_only
     finally:
         endpoint.server_close()
+
+
+# -- grants change under a live connection -----------------------------------------------------------------
+def test_a_grant_given_or_revoked_takes_effect_on_an_open_connection(endpoint, lake, monkeypatch) -> None:
+    """A long-lived client (DBeaver keeps its connection for hours) must not keep a revoked grant: the
+    connection re-reads its grants (at most every REVALIDATE_S; 0 here) and rebuilds its session."""
+    from govlake.access import pgwire
+    from govlake.control import identities, sharing
+
+    monkeypatch.setattr(pgwire, "REVALIDATE_S", 0.0)
+    query = "SELECT DISTINCT district_code FROM silver.air_quality_daily"
+    with connect(endpoint) as con:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            con.execute(query)
+        con.rollback()
+        who = identities.principal_for(lake.settings, lake.registry, _user_id(lake, ANALYST), "password")
+        granted = sharing.request_share(lake.settings, lake.registry, who, "air_quality_daily", None,
+                                        "空气质量研判", "区级大气污染防治", "《大气污染防治法》", 30)
+        assert granted["grant_id"] is not None  # 无条件共享: granted at once
+        rows = con.execute(query).fetchall()  # readable now, on the same connection
+        assert {r[0] for r in rows} <= {DISTRICT}  # the grant is scoped to the analyst's district
+        from govlake.control.principal import Principal
+
+        sharing.revoke(lake.settings, lake.registry, Principal.lake_owner(lake.registry.city.code),
+                       granted["grant_id"], "测试撤销")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            con.execute(query)
+
+
+def _user_id(lake: Context, name: str) -> int:
+    from govlake.control import identities
+
+    return next(u["id"] for u in identities.list_users(lake.settings) if u["name"] == name)

@@ -14,7 +14,7 @@ import pytest
 from govlake.context import Context
 from govlake.control.principal import Principal
 from tests.conftest import PROJECT
-from tests.dags.postgres import Postgres, PostgresUnavailable, running_postgres
+from tests.dags.postgres import Postgres, postgres_for_tests
 
 PASSWORD = "Tianhe-analyst-2026"  # satisfies the policy; a test value, not a secret
 KEY = "test-key-not-secret"
@@ -58,13 +58,7 @@ def govlake(ctx: Context) -> Callable[..., subprocess.CompletedProcess]:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     """One real PostgreSQL cluster for the session (skipped without the server binaries, failed in CI)."""
-    try:
-        with running_postgres(prefix="govlake-control-pg-") as pg:
-            yield pg
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc} (.ci/run installs it)")
-        pytest.skip(str(exc))
+    yield from postgres_for_tests(prefix="govlake-control-pg-")
 
 
 @pytest.fixture()

@@ -104,3 +104,30 @@ def test_concurrent_appenders_keep_the_chain(ctx):
         assert p.wait(timeout=120) == 0, p.stderr.read()
     result = audit.verify(ctx.settings)
     assert result.ok and result.rows == 50, result
+
+
+def test_verify_detects_a_cut_off_tail(ctx, govlake, make_user):
+    """Deleting the newest rows (an intruder removing the record of their own queries) leaves a shorter
+    chain that links perfectly: the head anchor outside the database, and a head recorded elsewhere, catch it."""
+    _seed(ctx, make_user)
+    ok = govlake("audit", "verify")
+    head = next(line.split("：", 1)[1].split("（")[0] for line in ok.stdout.splitlines() if line.startswith("链头"))
+    assert head.startswith("5:")
+    with sqlite3.connect(_db(ctx)) as con:
+        con.execute("DELETE FROM audit_log WHERE seq >= 4")
+    broken = govlake("audit", "verify")
+    assert broken.returncode == 3 and "末尾的记录被删除" in broken.stderr
+
+    audit.anchor_path(ctx.settings).unlink()  # the anchor deleted too: the recorded head still catches it
+    assert govlake("audit", "verify").returncode == 0
+    again = govlake("audit", "verify", "--head", head)
+    assert again.returncode == 3 and "末尾的记录被删除" in again.stderr
+
+
+def test_a_forged_anchor_is_refused(ctx, govlake, make_user):
+    _seed(ctx, make_user)
+    path = audit.anchor_path(ctx.settings)
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "seq": 2}))
+    broken = govlake("audit", "verify")
+    assert broken.returncode == 3 and "锚点被篡改" in broken.stderr and "Traceback" not in broken.stderr

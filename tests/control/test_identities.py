@@ -292,3 +292,34 @@ def test_quality_release_is_attributed_to_the_euid_account(ctx, engine, govlake,
     assert out.returncode == 0, out.stderr
     [w] = table(ctx, "meta", "batch_waivers")
     assert w["released_by"] == pwd.getpwuid(os.geteuid()).pw_name != "admin-impostor"
+
+
+def test_wrong_tokens_cannot_lock_an_account_out(ctx, make_user, owner):
+    """Token ids are sequential: if a wrong token secret counted as a failed login, anyone could walk
+    glk_1_x, glk_2_x ... and lock every token owner out. A token cannot be guessed, so it is not counted."""
+    make_user("zhou.ba")
+    token = issue_token(ctx.settings, "zhou.ba", by=owner)
+    token_id = token.split("_")[1]
+    for _ in range(MAX_FAILURES + 2):
+        _refused(ctx, "zhou.ba", f"glk_{token_id}_forged-secret")
+    assert authenticate(ctx.settings, ctx.registry, "zhou.ba", PASSWORD, "web").name == "zhou.ba"
+    assert authenticate(ctx.settings, ctx.registry, "zhou.ba", token, "pgwire").auth == "token"
+
+
+def test_a_password_reset_ends_tokens_and_web_sessions(ctx, make_user, owner):
+    """A reset is done when a password may be known to someone else: what they may have taken with it ends."""
+    import sqlalchemy as sa
+
+    from govlake.control.schema import web_sessions
+
+    user = make_user("sun.jiu")
+    token = issue_token(ctx.settings, "sun.jiu", by=owner)
+    now = datetime.now(timezone.utc)
+    with control_engine(ctx.settings).begin() as con:
+        con.execute(web_sessions.insert().values(id_hash="f" * 64, user_id=user["id"], csrf_token="c" * 32,
+                                                 created_at=now, expires_at=now + timedelta(hours=8)))
+    reset_password(ctx.settings, "sun.jiu", "Reset-password-789", by=owner)
+    assert _refused(ctx, "sun.jiu", token).reason == "revoked_token"
+    with control_engine(ctx.settings).connect() as con:
+        revoked = con.execute(sa.select(web_sessions.c.revoked_at).where(web_sessions.c.user_id == user["id"])).scalar_one()
+    assert revoked is not None

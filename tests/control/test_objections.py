@@ -210,3 +210,18 @@ def test_cli_lists_and_advances_as_the_lake_owner(lake, govlake) -> None:
     rec = govlake("objection", "reconcile")
     assert rec.returncode == 0 and "没有" in rec.stdout
     assert obj.get(lake.settings, oid)["status"] == "已受理"
+
+
+def test_filing_is_no_oracle_for_records_out_of_scope(lake) -> None:
+    """Another district's person and a pseudonym nobody has get the same answer: otherwise filing would tell
+    a district user which pseudonyms exist elsewhere."""
+    table = lake.lake.dataset(lake.lake.table("gold", "population")).to_table(columns=["person_pid", "district_code"])
+    ref, home = table.column("person_pid")[0].as_py(), table.column("district_code")[0].as_py()
+    elsewhere = next(d for d in ("440103", "440104", "440105") if d != home)
+    ana = user(lake, "ana.elsewhere", elsewhere, "analyst")
+    answers = []
+    for candidate in (ref, "0" * 64):
+        with pytest.raises(ObjectionError) as caught:
+            obj.file_objection(lake.settings, lake.registry, ana, "gold.population", candidate, "gender", "有误")
+        answers.append(str(caught.value))
+    assert answers[0] == answers[1]

@@ -29,7 +29,7 @@ from string import Template
 import pytest
 
 from .conftest import DAGS, PROJECT
-from .postgres import Postgres, PostgresUnavailable, free_port, running_postgres
+from .postgres import Postgres, free_port, postgres_for_tests
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
@@ -168,13 +168,7 @@ def airflow_env(home: Path, pg: Postgres, port: int, govlake: dict[str, str]) ->
 
 @pytest.fixture()
 def postgres() -> Iterator[Postgres]:
-    try:
-        with running_postgres() as pg:
-            yield pg
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc} (.ci/run installs it)")
-        pytest.skip(str(exc))
+    yield from postgres_for_tests()
 
 
 @pytest.fixture()
