@@ -32,7 +32,7 @@ from tests.factories import ric_number
 GOVLAKE = [sys.executable, "-m", "govlake.cli"]
 ID = ric_number("440106", "19900307", "123")
 NAME, ADDRESS = "张三", "广州市天河区体育西路1号"
-AUDIT_DIR = "_control"  # the control-plane database (SQLite beside a local lake) holds the audit log
+AUDIT_DIR = ("_control", "_secrets/audit.head")  # the control-plane database (SQLite beside a local lake) and the audit head anchor
 
 
 @pytest.fixture()
