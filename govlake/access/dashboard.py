@@ -26,19 +26,16 @@ not shown. ``serve`` binds a non-loopback address only when TLS is in front (``s
 """
 
 
-import importlib
 import ipaddress
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
 from govlake.context import Context
-from govlake.control.clock import utc as _aware
 from govlake.errors import AccessDenied, ConfigError, GovlakeError
 from govlake.tables import (
     CATALOG_ITEMS, CATALOG_NODES, CATALOG_RESOURCES, DUTY_DATA_LIST, DUTY_FINDINGS, INDICATOR_PROGRESS, INDICATOR_VALUES,
@@ -291,16 +288,6 @@ class Refused(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-
-
-def _optional(name: str) -> ModuleType | None:
-    """A workflow module of govlake.control, or None while it is not installed (the page says so)."""
-    try:
-        return importlib.import_module(f"govlake.control.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"govlake.control.{name}":
-            raise
-        return None
 
 
 def same_origin(request: Any) -> bool:
@@ -639,45 +626,40 @@ def _latest_by_district(d: _Rollups) -> list[dict]:
 
 # -- workflow pages: 共享申请 (我的申请, 待办) and 数据异议 ----------------------------------------------------
 
-OBJECTION_NEXT = {"已提交": ("已受理", "已驳回"), "已受理": ("核实中", "已驳回"), "核实中": ("已更正", "已驳回")}
 STEWARDS = ("steward", "admin")
 
 
-def _overdue(row: dict, now: datetime) -> bool:
-    """已超期: the workflow's own flag when it gives one, else past due and not yet decided."""
-    if "overdue" in row:
-        return bool(row["overdue"])
-    due = _aware(row.get("due_at"))
-    undecided = row.get("decided_at") is None and row.get("status") not in ("已驳回", "已拒绝", "已撤销", "已过期", "已更正")
-    return isinstance(due, datetime) and due < now and undecided
+def _next_states() -> dict[str, list[str]]:
+    """State -> the states a handler may move it to, in workflow order (the workflow's own table)."""
+    from govlake.control.objections import TRANSITIONS
+
+    order = list(TRANSITIONS)
+    return {str(k): [str(s) for s in sorted(v, key=order.index)] for k, v in TRANSITIONS.items() if v}
 
 
 def _form_text(form: Any, name: str, limit: int = 2000) -> str:
     return str(form.get(name) or "").strip()[:limit]
 
 
+def _failure(exc: GovlakeError) -> tuple[str, int]:
+    """A workflow step's refusal as the page shows it (message and hint) and its status code."""
+    return exc.message + (f"（{exc.hint}）" if exc.hint else ""), 403 if isinstance(exc, AccessDenied) else 400
+
+
 def _workflow_routes(ctx: Context, router: Any, page: Callable, viewer_of: Callable) -> None:
     from fastapi import Request
     from fastapi.responses import RedirectResponse
 
-    settings, registry = ctx.settings, ctx.registry
+    from govlake.control import objections, sharing
 
-    def disabled(request: Request, feature: str):
-        return page(request, "disabled.html.j2", 503, feature=feature)
+    settings, registry = ctx.settings, ctx.registry
 
     def datasets() -> list[tuple[str, str, str]]:
         return sorted((c.dataset, c.title, c.catalog.share) for c in registry.contracts.values())
 
-    def decorate(rows: Iterable[dict]) -> list[dict]:
-        now = datetime.now(timezone.utc)
-        return [dict(r, overdue=_overdue(r, now)) for r in rows]
-
     # 我的申请
     def mine_page(request: Request, *, error: str | None = None, status: int = 200, form: dict | None = None):
-        sharing = _optional("sharing")
-        if sharing is None:
-            return disabled(request, "共享申请")
-        rows = decorate(sharing.mine(settings, viewer_of(request).principal))
+        rows = sharing.mine(settings, viewer_of(request).principal)
         filed = request.query_params.get("filed")
         return page(request, "sharing_mine.html.j2", status, rows=rows, datasets=datasets(), error=error,
                     form=form or {}, filed=filed)
@@ -688,9 +670,6 @@ def _workflow_routes(ctx: Context, router: Any, page: Callable, viewer_of: Calla
 
     @router.post("/sharing/request")
     async def sharing_request(request: Request):
-        sharing = _optional("sharing")
-        if sharing is None:
-            return disabled(request, "共享申请")
         form = await request.form()
         values = {k: _form_text(form, k) for k in ("dataset", "fields", "purpose", "scenario", "legal_basis",
                                                    "period_days", "layer")}
@@ -705,19 +684,16 @@ def _workflow_routes(ctx: Context, router: Any, page: Callable, viewer_of: Calla
                                            values["purpose"], values["scenario"], values["legal_basis"], period,
                                            layer=values["layer"] or "silver")
         except GovlakeError as exc:
-            return mine_page(request, error=exc.message + (f"（{exc.hint}）" if exc.hint else ""),
-                             status=403 if isinstance(exc, AccessDenied) else 400, form=values)
+            text, code = _failure(exc)
+            return mine_page(request, error=text, status=code, form=values)
         return RedirectResponse(f"/sharing/mine?filed={int(result.get('id') or 0)}", status_code=303)
 
     # 待办
     def todo_page(request: Request, *, error: str | None = None, status: int = 200):
-        sharing = _optional("sharing")
-        if sharing is None:
-            return disabled(request, "共享申请")
         principal = viewer_of(request).principal
         if principal.role not in STEWARDS:
             return page(request, "sharing_todo.html.j2", 403, rows=[], steward=False, error=None)
-        rows = decorate(sharing.pending_for(settings, principal))
+        rows = sharing.pending_for(settings, principal)
         return page(request, "sharing_todo.html.j2", status, rows=rows, steward=True, error=error,
                     done=request.query_params.get("done"))
 
@@ -727,9 +703,6 @@ def _workflow_routes(ctx: Context, router: Any, page: Callable, viewer_of: Calla
 
     @router.post("/sharing/{request_id}/decide")
     async def sharing_decide(request: Request, request_id: int):
-        sharing = _optional("sharing")
-        if sharing is None:
-            return disabled(request, "共享申请")
         form = await request.form()
         decision, reason = _form_text(form, "decision"), _form_text(form, "reason")
         try:
@@ -740,19 +713,16 @@ def _workflow_routes(ctx: Context, router: Any, page: Callable, viewer_of: Calla
                                    hint="写明同意或驳回的理由，它将记入审计并告知申请人")
             sharing.decide(settings, registry, viewer_of(request).principal, request_id, decision == "approve", reason)
         except GovlakeError as exc:
-            return todo_page(request, error=exc.message, status=403 if isinstance(exc, AccessDenied) else 400)
+            text, code = _failure(exc)
+            return todo_page(request, error=text, status=code)
         return RedirectResponse(f"/sharing/todo?done={request_id}", status_code=303)
 
     # 数据异议
     def objections_page(request: Request, *, error: str | None = None, status: int = 200, form: dict | None = None):
-        objections = _optional("objections")
-        if objections is None:
-            return disabled(request, "数据异议")
         principal = viewer_of(request).principal
-        mine, routed = _objection_lists(objections, settings, principal)
-        next_states = _next_states(objections)
-        return page(request, "objections.html.j2", status, mine=decorate(mine), routed=decorate(routed),
-                    steward=principal.role in STEWARDS, next_states=next_states, error=error, form=form or {},
+        mine, routed = _objection_lists(settings, principal)
+        return page(request, "objections.html.j2", status, mine=mine, routed=routed,
+                    steward=principal.role in STEWARDS, next_states=_next_states(), error=error, form=form or {},
                     filed=request.query_params.get("filed"), tables=_objection_tables(registry))
 
     @router.get("/objections")
@@ -761,35 +731,32 @@ def _workflow_routes(ctx: Context, router: Any, page: Callable, viewer_of: Calla
 
     @router.post("/objections")
     async def objection_file(request: Request):
-        objections = _optional("objections")
-        if objections is None:
-            return disabled(request, "数据异议")
         form = await request.form()
         values = {k: _form_text(form, k, 500) for k in ("table", "record_ref", "field", "reason")}
         try:
             result = objections.file_objection(settings, registry, viewer_of(request).principal, values["table"],
                                                values["record_ref"], values["field"] or None, values["reason"])
         except GovlakeError as exc:
-            return objections_page(request, error=exc.message + (f"（{exc.hint}）" if exc.hint else ""),
-                                   status=403 if isinstance(exc, AccessDenied) else 400, form=values)
+            text, code = _failure(exc)
+            return objections_page(request, error=text, status=code, form=values)
         return RedirectResponse(f"/objections?filed={int(result.get('id') or 0)}", status_code=303)
 
     @router.post("/objections/{objection_id}/advance")
     async def objection_advance(request: Request, objection_id: int):
-        objections = _optional("objections")
-        if objections is None:
-            return disabled(request, "数据异议")
         form = await request.form()
         try:
             objections.advance(settings, registry, viewer_of(request).principal, objection_id,
                                _form_text(form, "status", 16), _form_text(form, "note"))
         except GovlakeError as exc:
-            return objections_page(request, error=exc.message, status=403 if isinstance(exc, AccessDenied) else 400)
+            text, code = _failure(exc)
+            return objections_page(request, error=text, status=code)
         return RedirectResponse("/objections", status_code=303)
 
 
-def _objection_lists(objections: ModuleType, settings: Any, principal: Any) -> tuple[list[dict], list[dict]]:
+def _objection_lists(settings: Any, principal: Any) -> tuple[list[dict], list[dict]]:
     """(objections this user filed, objections routed to their node — every node's for an admin)."""
+    from govlake.control import objections
+
     everything = objections.listing(settings)
     mine = [o for o in everything if o.get("reporter_id") == principal.user_id]
     if principal.role == "admin":
@@ -799,16 +766,6 @@ def _objection_lists(objections: ModuleType, settings: Any, principal: Any) -> t
     else:
         routed = []
     return mine, routed
-
-
-def _next_states(objections: ModuleType) -> dict[str, list[str]]:
-    """State -> the states a handler may move it to, from the workflow's own transition table."""
-    table = getattr(objections, "TRANSITIONS", None)
-    if not table:
-        return {k: list(v) for k, v in OBJECTION_NEXT.items()}
-    order = list(table)
-    return {str(k): [str(s) for s in sorted(v, key=lambda s: order.index(s) if s in order else len(order))]
-            for k, v in table.items()}
 
 
 def _objection_tables(registry: Any) -> list[str]:

@@ -358,17 +358,11 @@ def duckdb_types(con: duckdb.DuckDBPyConnection, fields: list[pa.Field]) -> dict
         con.unregister("__govlake_types")
 
 
-def objection_refs(settings, layer: str, name: str) -> dict[str, set[str]]:
-    """Open objections' record refs of ``layer.name`` by key column (none while the objection workflow,
-    govlake.control.objections, is not installed or has nothing open)."""
-    if layer not in OBJECTION_LAYERS:
-        return {}
-    try:
-        from govlake.control.objections import open_refs
-    except ImportError:
-        return {}
-    refs = open_refs(settings, f"{layer}.{name}")
-    return {k: set(v) for k, v in refs.items() if v} if isinstance(refs, dict) else {}
+def objection_refs(settings) -> dict[str, dict[str, set[str]]]:
+    """Open objections' record refs by table and key column, read once per session or export."""
+    from govlake.control.objections import open_refs_by_table
+
+    return open_refs_by_table(settings)
 
 
 def _ref_expression(key: str) -> Any:
@@ -390,7 +384,8 @@ class TableSource:
     flagged: bool = False  # some rows carry an open objection (the marker is computed in the source)
 
 
-def table_source(con: duckdb.DuckDBPyConnection, lake: Lake, access: TableAccess) -> TableSource | None:
+def table_source(con: duckdb.DuckDBPyConnection, lake: Lake, access: TableAccess,
+                 disputed: dict[str, dict[str, set[str]]]) -> TableSource | None:
     """The policy applied below DuckDB: the snapshot's dataset filtered to the principal's rows and
     projected to its unmasked columns (``Lake.scan_source``), and the view's SELECT list over it, which puts
     masked columns back as constants (same order) and adds the objection marker."""
@@ -402,8 +397,9 @@ def table_source(con: duckdb.DuckDBPyConnection, lake: Lake, access: TableAccess
         return None
     schema = lake.dataset(dt).schema
     read = access.read_columns(schema.names)
-    refs = {k: v for k, v in objection_refs(lake.settings, access.layer, access.name).items()
-            if set(k.split("|")) <= set(schema.names)}
+    refs = {} if access.layer not in OBJECTION_LAYERS else {
+        k: v for k, v in disputed.get(f"{access.layer}.{access.name}", {}).items()
+        if v and set(k.split("|")) <= set(schema.names)}
     marker = access.layer in OBJECTION_LAYERS and OBJECTION_COLUMN not in schema.names
     columns: Any = None if access.unrestricted and not refs else read
     if refs:  # computed in pyarrow from the key column, which need not be visible itself
@@ -455,8 +451,9 @@ class SqlSession:
         con = self.con
         for layer in ("gold",) + tuple(lay for lay in LAYER_ORDER if self.tables[lay] and lay != "gold"):
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
+        disputed = objection_refs(self.lake.settings)
         for (layer, name), access in self.access.items():
-            ts = table_source(con, self.lake, access)  # read by pyarrow's native filesystem, never by DuckDB
+            ts = table_source(con, self.lake, access, disputed)  # read by pyarrow's native filesystem, never by DuckDB
             if ts is None:
                 continue
             alias = f"__{layer}__{name}"
@@ -877,6 +874,7 @@ def _export_duckdb(lake: Lake, path: str, principal: Principal, describe: Descri
     _refuse_existing(target, force)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     access = resolve(principal, lake, registry)
+    disputed = objection_refs(lake.settings)
     counts: dict[str, int] = {}
     try:
         con = duckdb.connect(str(tmp))
@@ -887,7 +885,7 @@ def _export_duckdb(lake: Lake, path: str, principal: Principal, describe: Descri
                     con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
                     counts[layer] = 0
             for (layer, name), acc in access.items():
-                if _export_table(con, lake, acc):
+                if _export_table(con, lake, acc, disputed):
                     comment_views(con, layer, name, describe)
                     counts[layer] += 1
                     entry.tables.add(acc.qualified)
@@ -904,10 +902,11 @@ def _export_duckdb(lake: Lake, path: str, principal: Principal, describe: Descri
     return counts
 
 
-def _export_table(con: duckdb.DuckDBPyConnection, lake: Lake, access: TableAccess) -> bool:
+def _export_table(con: duckdb.DuckDBPyConnection, lake: Lake, access: TableAccess,
+                  disputed: dict[str, dict[str, set[str]]]) -> bool:
     """One table into the export: a view over its files when read whole, else a copy of the restricted
     source (filtered rows, projected and masked columns, the objection marker)."""
-    ts = table_source(con, lake, access)
+    ts = table_source(con, lake, access, disputed)
     if ts is None:
         return False
     layer, name = access.layer, access.name

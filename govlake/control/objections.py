@@ -358,13 +358,12 @@ def _check_readable(principal: Principal, registry: Registry, settings: Settings
                     row: dict[str, Any] | None) -> None:
     """The user must be able to read the table, the field and this row (the one policy decides). Called
     first without a row (table and field, before the record is looked up), then with it."""
-    try:
-        from govlake.control import policy
-    except ImportError:  # policy.py not written yet: the access check is skipped
-        return
+    from govlake.control import policy
     from govlake.lake import Lake
 
-    access = policy.resolve(principal, Lake(settings), registry).get((target.layer, target.name))
+    lake = Lake(settings)  # one table's access, not the whole lake's
+    names = policy.column_names(lake, target.layer, target.name)
+    access = None if names is None else policy.table_access(principal, target.layer, target.name, names, registry)
     if access is None:
         raise policy.refusal(principal, target.layer, target.name)
     if target.field and ((access.columns is not None and target.field not in access.columns)
@@ -525,13 +524,22 @@ def _system(ctx) -> Principal:
 def open_refs(settings: Settings, table: str) -> dict[str, set[str]]:
     """For ``table`` ('layer.name'): key column -> record refs with an open objection (the 有异议 marker).
     Composite keys are one entry, columns and values joined by '|'."""
-    rows = _open_rows(settings, T.c.table_name == table)
+    return open_refs_by_table(settings, T.c.table_name == table).get(table, {})
+
+
+def open_refs_by_table(settings: Settings, *where) -> dict[str, dict[str, set[str]]]:
+    """``open_refs`` of every table at once: one query however many tables a session registers."""
+    rows = _open_rows(settings, *where)
     if not rows:
         return {}
     from govlake.registry import load_registry
 
-    keys = "|".join(key_columns(settings, load_registry(settings.catalog_dir, settings.schemas_dir), table))
-    return {keys: {r["record_ref"] for r in rows}}
+    registry = load_registry(settings.catalog_dir, settings.schemas_dir)
+    out: dict[str, dict[str, set[str]]] = {}
+    for table in {r["table_name"] for r in rows}:
+        keys = "|".join(key_columns(settings, registry, table))
+        out[table] = {keys: {r["record_ref"] for r in rows if r["table_name"] == table}}
+    return out
 
 
 def open_counts(settings: Settings, by: str = "source_node") -> dict[str, int]:

@@ -161,7 +161,7 @@ def resolve(principal: Principal, lake: "Lake", registry: "Registry") -> dict[tu
         for name in lake.list_tables(layer):
             if not _may_read(principal, layer, name, registry):
                 continue  # decided without opening the table (a connection's cost follows what it may read)
-            names = _column_names(lake, layer, name)
+            names = column_names(lake, layer, name)
             if names is None:
                 continue
             access = table_access(principal, layer, name, names, registry)
@@ -184,7 +184,7 @@ def _may_read(principal: Principal, layer: str, name: str, registry: "Registry")
     return stewards(principal, contract) or bool(live_grants(principal, name, layer))
 
 
-def _column_names(lake: "Lake", layer: str, name: str) -> list[str] | None:
+def column_names(lake: "Lake", layer: str, name: str) -> list[str] | None:
     dt = lake.table(layer, name)
     if dt is None:
         return None

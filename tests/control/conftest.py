@@ -75,3 +75,28 @@ def pg_ctx(postgres: Postgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
         yield Context.from_env(str(tmp_path / "lake"))
     finally:
         dispose_all()
+
+
+APPEND = """
+import sys
+from govlake.context import Context
+from govlake.control.audit import AuditEvent, record
+from govlake.control.principal import Principal
+ctx = Context.from_env()
+who = Principal(name=sys.argv[1], node="440106", role="analyst", auth="password")
+for i in range(int(sys.argv[2])):
+    record(ctx.settings, who, AuditEvent(action="sql", outcome="ok", tables=["gold.population"], rows=i,
+                                         detail=f"SELECT {i}"))
+"""
+
+
+def append_concurrently(settings, writers: int = 2, each: int = 25, timeout: float = 120) -> None:
+    """``writers`` processes appending ``each`` audit rows at once to ``settings``' control database."""
+    import subprocess
+    import sys
+
+    env = cli_env(settings.lake_root, GOVLAKE_CONTROL_DB=settings.control_db)
+    procs = [subprocess.Popen([sys.executable, "-c", APPEND, f"writer{i}", str(each)], env=env,
+                              stderr=subprocess.PIPE, text=True) for i in range(writers)]
+    for p in procs:
+        assert p.wait(timeout=timeout) == 0, p.stderr.read()

@@ -5,26 +5,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 from govlake.control import audit
 from govlake.control.audit import AuditEvent
 
-from .conftest import PASSWORD, cli_env
+from .conftest import PASSWORD, append_concurrently
 
-APPEND = """
-import sys
-from govlake.context import Context
-from govlake.control.audit import AuditEvent, record
-from govlake.control.principal import Principal
-ctx = Context.from_env()
-who = Principal(name=sys.argv[1], node="440106", role="analyst", auth="password")
-for i in range(int(sys.argv[2])):
-    record(ctx.settings, who, AuditEvent(action="sql", outcome="ok", tables=["gold.population"], rows=i,
-                                         detail=f"SELECT {i}"))
-"""
 
 
 def _db(ctx) -> Path:
@@ -97,11 +84,7 @@ def test_audit_list_filters_and_formats(ctx, govlake, make_user):
 
 
 def test_concurrent_appenders_keep_the_chain(ctx):
-    env = cli_env(ctx.settings.lake_root, GOVLAKE_CONTROL_DB=ctx.settings.control_db)
-    procs = [subprocess.Popen([sys.executable, "-c", APPEND, f"writer{i}", "25"], env=env,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
-    for p in procs:
-        assert p.wait(timeout=120) == 0, p.stderr.read()
+    append_concurrently(ctx.settings, timeout=120)
     result = audit.verify(ctx.settings)
     assert result.ok and result.rows == 50, result
 

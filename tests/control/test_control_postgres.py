@@ -4,8 +4,6 @@ users, authentication, lockout and audit chain as on SQLite, and concurrent writ
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -15,8 +13,7 @@ from govlake.control.identities import (
 )
 from govlake.control.principal import Principal
 
-from .conftest import PASSWORD, cli_env, run_cli
-from .test_audit_chain import APPEND
+from .conftest import PASSWORD, append_concurrently, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -64,11 +61,7 @@ def test_cli_and_tamper_detection_on_postgres(pg_ctx, postgres):
 
 
 def test_concurrent_appenders_on_postgres(pg_ctx):
-    env = cli_env(pg_ctx.settings.lake_root, GOVLAKE_CONTROL_DB=pg_ctx.settings.control_db)
-    procs = [subprocess.Popen([sys.executable, "-c", APPEND, f"writer{i}", "25"], env=env,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
-    for p in procs:
-        assert p.wait(timeout=180) == 0, p.stderr.read()
+    append_concurrently(pg_ctx.settings, timeout=180)
     result = audit.verify(pg_ctx.settings)
     assert result.ok and result.rows == 50, result
     writers = {r["user_name"] for r in audit.rows(pg_ctx.settings, limit=100)}
