@@ -163,13 +163,13 @@ def run(datasets: tuple[str, ...], report_dir: Path | None, lake: str | None, en
 def sql(query: str | None, role: str, fmt: str, limit: int, export_path: Path | None, force: bool, lake: str | None) -> None:
     """Query the lake with SQL (tables named <layer>.<table>) as the lake owner narrowed to --role; or
     export a DuckDB file of what that role may read."""
-    from govlake.access.sql import SqlSession, city_code, display_rows, export_duckdb, render_csv, run_interruptible
+    from govlake.access.sql import SqlSession, display_rows, export_duckdb, render_csv, run_interruptible
     from govlake.control.principal import Principal
     from govlake.descriptions import column_descriptions, table_description
 
     ctx = make_context(lake)
     # The local CLI runs as the OS account that owns the lake's files; --role can only narrow what it sees.
-    principal = Principal.lake_owner(city_code(ctx.registry)).narrowed(role)
+    principal = Principal.owner_of(ctx.registry).narrowed(role)
 
     def describe(layer: str, name: str) -> tuple[str, dict[str, str]]:
         return table_description(ctx, layer, name), column_descriptions(ctx, layer, name)
@@ -515,7 +515,7 @@ def quality_release(dataset: str, batch_id: str, reason: str, by: str | None, la
 
     ctx = make_context(lake)
     # The kernel's account (euid), never $USER: anyone can set an environment variable.
-    release(ctx, dataset, batch_id, reason, by or Principal.lake_owner(ctx.registry.city.code).name)
+    release(ctx, dataset, batch_id, reason, by or Principal.owner_of(ctx.registry).name)
     console.print(f"已放行批次 {batch_id}（{dataset}）；下次 govlake run 时按行规则重新处理。")
 
 

@@ -330,11 +330,7 @@ def as_principal(lake: Lake, who: "Principal | str", registry: "Registry") -> Pr
         return who
     if who not in ROLES:
         raise UNKNOWN_ROLE.error(AccessDenied, role=who, roles=", ".join(ROLES))
-    return Principal.lake_owner(city_code(registry)).narrowed(who)
-
-
-def city_code(registry: "Registry") -> str:
-    return registry.city.code if registry.city is not None else ""
+    return Principal.owner_of(registry).narrowed(who)
 
 
 def _registry(lake: Lake) -> "Registry":

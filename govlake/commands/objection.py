@@ -12,6 +12,7 @@ import click
 
 from govlake.cli import console, friendly, lake_option, make_context
 from govlake.commands.users import emit
+from govlake.control.principal import Principal
 
 STATUS_CHOICES = ("已提交", "已受理", "核实中", "已更正", "已驳回", "submitted", "accepted", "verifying", "corrected",
                   "rejected")
@@ -23,12 +24,6 @@ COLUMNS = [("id", "编号"), ("status", "状态"), ("table_name", "表"), ("reco
 @click.group("objection")
 def group() -> None:
     """数据异议：列出、办理、按重新交付的数据核对。"""
-
-
-def _owner(ctx):
-    from govlake.control.principal import Principal
-
-    return Principal.lake_owner(ctx.registry.city.code)
 
 
 @group.command("list")
@@ -64,7 +59,7 @@ def advance_cmd(objection_id: int, status: str, note: str | None, lake: str | No
     from govlake.control.objections import advance
 
     ctx = make_context(lake)
-    row = advance(ctx.settings, ctx.registry, _owner(ctx), objection_id, status, note)
+    row = advance(ctx.settings, ctx.registry, Principal.owner_of(ctx.registry), objection_id, status, note)
     console.print(f"异议 #{row['id']} 现为“{row['status']}”", highlight=False)
 
 

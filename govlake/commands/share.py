@@ -11,6 +11,8 @@ from __future__ import annotations
 import click
 
 from govlake.cli import console, friendly, lake_option, make_context
+from govlake.commands.users import emit
+from govlake.control.principal import Principal
 
 FORMATS = click.Choice(["table", "csv", "json"])
 REQUEST_COLUMNS = (("id", "编号"), ("requester", "申请人"), ("requester_node", "申请节点"), ("dataset", "数据集"),
@@ -36,18 +38,6 @@ def _request_row(r: dict) -> dict:
 def _grant_row(g: dict) -> dict:
     return {**g, "columns_shown": "全部" if g["columns"] is None else "、".join(g["columns"]),
             "row_scope": g["row_scope"] or "全市", "expires": _day(g["expires_at"])}
-
-
-def _owner(ctx):
-    from govlake.control.principal import Principal
-
-    return Principal.lake_owner(ctx.registry.city.code)
-
-
-def _emit(rows, columns, fmt, title):
-    from govlake.commands.users import emit
-
-    emit(rows, columns, fmt, title)
 
 
 @click.group("share")
@@ -76,14 +66,14 @@ def list_cmd(status: str | None, node: str | None, fmt: str, lake: str | None) -
         except RegistryError as exc:
             raise RegistryError(exc.message, where="--node", hint=exc.hint) from None
     rows = [_request_row(r) for r in sharing.list_requests(ctx.settings, status=status, node=node)]
-    _emit(rows, REQUEST_COLUMNS, fmt, "共享申请")
+    emit(rows, REQUEST_COLUMNS, fmt, "共享申请")
 
 
 def _decide(request_id: int, approve: bool, reason: str | None, lake: str | None) -> None:
     from govlake.control import sharing
 
     ctx = make_context(lake)
-    r = sharing.decide(ctx.settings, ctx.registry, _owner(ctx), request_id, approve, reason)
+    r = sharing.decide(ctx.settings, ctx.registry, Principal.owner_of(ctx.registry), request_id, approve, reason)
     extra = f"，授权 #{r['grant_id']} 有效期至 {_day(r['grant_expires_at'])}" if r["grant_id"] else ""
     console.print(f"申请 #{request_id}（{r['dataset']}，申请人 {r['requester']}）{r['status']}{extra}")
 
@@ -118,7 +108,7 @@ def revoke(grant_id: int, reason: str, lake: str | None) -> None:
     from govlake.control import sharing
 
     ctx = make_context(lake)
-    g = sharing.revoke(ctx.settings, ctx.registry, _owner(ctx), grant_id, reason)
+    g = sharing.revoke(ctx.settings, ctx.registry, Principal.owner_of(ctx.registry), grant_id, reason)
     console.print(f"授权 #{grant_id}（{g['dataset']}，用户 {g['user']}）已撤销")
 
 
@@ -133,7 +123,7 @@ def grants_cmd(user: str | None, fmt: str, lake: str | None) -> None:
 
     ctx = make_context(lake)
     rows = [_grant_row(g) for g in sharing.list_grants(ctx.settings, user=user)]
-    _emit(rows, GRANT_COLUMNS, fmt, "授权")
+    emit(rows, GRANT_COLUMNS, fmt, "授权")
 
 
 @group.command("sweep")
@@ -144,7 +134,7 @@ def sweep(lake: str | None) -> None:
     from govlake.control import sharing
 
     ctx = make_context(lake)
-    out = sharing.expire_and_flag(ctx.settings, by=_owner(ctx))
+    out = sharing.expire_and_flag(ctx.settings, by=Principal.owner_of(ctx.registry))
     console.print(f"已过期的授权：{len(out['expired'])} 个；已超期未答复的申请：{len(out['overdue'])} 个")
     for r in out["overdue"]:
         console.print(f"  申请 #{r['id']}（{r['dataset']}）答复期限 {_day(r['due_at'])}，提供节点 {r['owner_node']}")

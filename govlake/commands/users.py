@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import click
 
 from govlake.cli import console, err_console, friendly, lake_option, make_context
+from govlake.control.principal import Principal
 
 
 def emit(rows: Sequence[dict], columns: Sequence[tuple[str, str]], fmt: str, title: str) -> None:
@@ -42,12 +43,6 @@ def emit(rows: Sequence[dict], columns: Sequence[tuple[str, str]], fmt: str, tit
         t.add_row(*(Text("" if r.get(k) is None else str(r[k])) for k in keys))
     console.print(t)
     console.print(f"共 {len(rows)} 条")
-
-
-def _owner(ctx):
-    from govlake.control.principal import Principal
-
-    return Principal.lake_owner(ctx.registry.city.code)
 
 
 def _password(from_stdin: bool, prompt: str = "密码") -> str:
@@ -77,7 +72,7 @@ def add(name: str, node: str, role: str, display_name: str | None, password_stdi
     check_name(name)  # refuse a bad name before asking for a password
     password = _password(password_stdin)
     check_password(password, name)
-    add_user(ctx.settings, ctx.registry, name, node, role, password, by=_owner(ctx), display_name=display_name)
+    add_user(ctx.settings, ctx.registry, name, node, role, password, by=Principal.owner_of(ctx.registry), display_name=display_name)
     console.print(f"已创建用户 {name}（{ctx.registry.node(node).label}，{role}）")
 
 
@@ -117,7 +112,7 @@ def disable(name: str, lake: str | None) -> None:
     from govlake.control.identities import disable_user
 
     ctx = make_context(lake)
-    disable_user(ctx.settings, name, by=_owner(ctx))
+    disable_user(ctx.settings, name, by=Principal.owner_of(ctx.registry))
     console.print(f"已停用用户 {name}，其会话和令牌已失效")
 
 
@@ -131,7 +126,7 @@ def reset(name: str, password_stdin: bool, lake: str | None) -> None:
     from govlake.control.identities import reset_password
 
     ctx = make_context(lake)
-    reset_password(ctx.settings, name, _password(password_stdin, "新密码"), by=_owner(ctx))
+    reset_password(ctx.settings, name, _password(password_stdin, "新密码"), by=Principal.owner_of(ctx.registry))
     console.print(f"已重设用户 {name} 的密码并解除锁定")
 
 
@@ -146,7 +141,7 @@ def token(name: str, days: int, label: str | None, lake: str | None) -> None:
     from govlake.control.identities import issue_token
 
     ctx = make_context(lake)
-    secret = issue_token(ctx.settings, name, by=_owner(ctx), label=label, days=days)
+    secret = issue_token(ctx.settings, name, by=Principal.owner_of(ctx.registry), label=label, days=days)
     click.echo(secret)
     err_console.print(f"以上为用户 {name} 的 API 令牌，有效 {days} 天，仅显示这一次；请妥善保存。"
                       f"连接时用户名填 {name}，密码填该令牌。", highlight=False)
@@ -161,5 +156,5 @@ def revoke_token_cmd(token_id: int, lake: str | None) -> None:
     from govlake.control.identities import revoke_token
 
     ctx = make_context(lake)
-    revoke_token(ctx.settings, token_id, by=_owner(ctx))
+    revoke_token(ctx.settings, token_id, by=Principal.owner_of(ctx.registry))
     console.print(f"已吊销令牌 {token_id}")

@@ -12,6 +12,10 @@ import os
 import pwd
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from govlake.registry import Registry
 
 ROLES = ("analyst", "steward", "admin")
 ROLE_NAMES = {"analyst": "分析人员", "steward": "数据管理员", "admin": "系统管理员"}
@@ -60,6 +64,11 @@ class Principal:
         """The OS account running the CLI on the lake's own files: the administrator of this deployment.
         Its name is the kernel's (effective uid), not ``$USER``, which anyone can set."""
         return cls(name=pwd.getpwuid(os.geteuid()).pw_name, node=city_code, role="admin", auth="local-owner")
+
+    @classmethod
+    def owner_of(cls, registry: "Registry") -> "Principal":
+        """The lake owner of the deployment whose registry is ``registry`` (its city is the owner's node)."""
+        return cls.lake_owner(registry.city.code if registry.city is not None else "")
 
     def narrowed(self, role: str) -> "Principal":
         """The same identity seeing only what ``role`` would (a role can only be lowered, never raised)."""

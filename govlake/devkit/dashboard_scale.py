@@ -57,7 +57,7 @@ def run_dashboard_bench(ctx: Context, n: int = 1000, rounds: int = 3) -> dict[st
     big = inflate_catalog(ctx, Path(tempfile.mkdtemp(prefix="govlake-dash-")), n)
     city = big.registry.city.code
     password = "Perf-" + secrets.token_hex(12)  # a throwaway administrator of the copy's own control database
-    add_user(big.settings, big.registry, "dashbench", city, "admin", password, by=Principal.lake_owner(city))
+    add_user(big.settings, big.registry, "dashbench", city, "admin", password, by=Principal.owner_of(big.registry))
     site = BackgroundServer(big)
     driver = headless_chromium()
     out: dict[str, float] = {}

@@ -51,7 +51,7 @@ def build_lake(base: Path, rows: int):
         ingest_file(ctx, base / "landing" / d.path, d.node, d.dataset)
     with ctx.engine() as engine:
         run_pending(ctx, engine, as_of=date(2026, 11, 20))
-    owner = Principal.lake_owner(ctx.registry.city.code)
+    owner = Principal.owner_of(ctx.registry)
     identities.add_user(ctx.settings, ctx.registry, USER, ctx.registry.city.code, "admin", PASSWORD, by=owner)
     return ctx
 
