@@ -408,8 +408,13 @@ class Lake:
     def commit_files(self, layer: str, name: str, rel_paths: list[str], *, mode: str = "append",
                      commit: CommitProperties | None = None, description: str | None = None) -> None:
         """Commit Parquet files already written inside the table directory (by an engine's parallel writers)
-        as one Delta transaction. ``mode="overwrite"`` replaces every current file atomically. Statistics
-        come from the files' footers (row and null counts, as :class:`FileStats`)."""
+        as one Delta transaction. ``mode="overwrite"`` replaces every current file atomically."""
+        files, schema = self.data_files(layer, name, rel_paths)
+        self.commit_data_files(layer, name, files, schema, mode=mode, commit=commit, description=description)
+
+    def data_files(self, layer: str, name: str, rel_paths: list[str]) -> tuple[list[DataFile], pa.Schema]:
+        """Parquet files written inside the table directory, described for their add actions (statistics
+        from the footers: row and null counts, as :class:`FileStats`), and the schema of the first."""
         import pyarrow.parquet as pq
 
         root = self.uri(layer, name)
@@ -431,7 +436,7 @@ class Lake:
             stats = json.dumps({"numRecords": meta.num_rows, "nullCount": nulls})
             files.append(DataFile(rel, st.st_size, meta.num_rows, stats, int(st.st_mtime * 1000)))
         assert schema is not None, "commit_files needs at least one file"
-        self.commit_data_files(layer, name, files, schema, mode=mode, commit=commit, description=description)
+        return files, schema
 
     @refuse_conflicts
     def commit_data_files(self, layer: str, name: str, files: Sequence[DataFile], schema: pa.Schema, *,

@@ -27,6 +27,31 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Anonymize:
+    """k-anonymity by suppression: where fewer than ``k`` rows share their ``groups`` and quasi-identifier
+    values, the ``suppress`` columns are blanked one by one, in order (each level's groups use the values
+    the earlier levels left). The decisions are a function of the group counts alone, which is what lets a
+    keyed model be maintained incrementally: the counts are kept with each build."""
+
+    k: int
+    groups: tuple[str, ...]
+    suppress: tuple[str, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*self.groups, *self.suppress)
+
+
+@dataclass(frozen=True)
+class Maintain:
+    """How a keyed model is kept current: ``keys`` maps each source to its column holding the model's key.
+    A row of the model depends only on the source rows of its key (plus, under ``anonymize``, the group
+    counts), so a build recomputes the keys of the new source rows and upserts them."""
+
+    keys: dict[str, str]
+
+
+@dataclass(frozen=True)
 class GoldModel:
     table: str
     title: str
@@ -39,6 +64,8 @@ class GoldModel:
     key: tuple[str, ...] = ()
     base: str | None = None
     theme: str | None = None
+    maintain: Maintain | None = None
+    anonymize: Anonymize | None = None
 
     def relation(self, ref: str) -> str:
         return ref.replace(".", "__")

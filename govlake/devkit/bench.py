@@ -138,7 +138,7 @@ def run_quality_bench(sizes: list[int], workdir: Path | None = None, keep: bool 
 
     results = []
     for n, run_dir, landing, _ in generated(sizes, workdir, "quality", "质量开销基准", "生成与导入不计时", keep):
-        _child("ingest", str(run_dir / "bronze-lake"), str(landing))
+        child("govlake.devkit.bench", "ingest", str(run_dir / "bronze-lake"), str(landing))
         times: dict[str, list[float]] = {"off": [], "on": []}
         last: dict[str, dict] = {}
         for i in range(rounds):
@@ -146,7 +146,7 @@ def run_quality_bench(sizes: list[int], workdir: Path | None = None, keep: bool 
                 lake = run_dir / f"lake-{mode}"
                 shutil.rmtree(lake, ignore_errors=True)
                 shutil.copytree(run_dir / "bronze-lake", lake)
-                r = _child("silver", str(lake), mode)
+                r = child("govlake.devkit.bench", "silver", str(lake), mode)
                 times[mode].append(r["seconds"])
                 last[mode] = r
                 console.print(f"  第 {i + 1} 轮 规则{'开启' if mode == 'on' else '关闭'}：{r['seconds']:.1f} 秒，"
@@ -181,8 +181,10 @@ def generated(sizes: list[int], workdir: Path | None, kind: str, title: str, not
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _child(*args: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "govlake.devkit.bench", *args], capture_output=True, text=True)
+def child(module: str, *args: str) -> dict:
+    """Run ``python -m module args`` (one side of a benchmark, in its own process so its peak memory is its
+    own) and return the JSON it prints last."""
+    out = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-4000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -193,9 +195,9 @@ def run_bench(sizes: list[int], workdir: Path | None = None, keep: bool = False)
     for n, run_dir, landing, manifest in generated(sizes, workdir, "rows", "基准测试", "生成数据不计时", keep):
         files = [str(landing / d.path) for d in manifest.deliveries]
         size_mb = sum(os.path.getsize(f) for f in files) / 2**20
-        raw = _child("raw", str(run_dir / "raw.parquet"), *files)
-        floor = _child("floor", str(run_dir / "floor.parquet"), *files)
-        pipe = _child("pipeline", str(run_dir / "lake"), str(landing))
+        raw = child("govlake.devkit.bench", "raw", str(run_dir / "raw.parquet"), *files)
+        floor = child("govlake.devkit.bench", "floor", str(run_dir / "floor.parquet"), *files)
+        pipe = child("govlake.devkit.bench", "pipeline", str(run_dir / "lake"), str(landing))
         raw_rps = raw["rows"] / raw["seconds"]
         pipe_rps = pipe["rows"] / pipe["seconds"]
         floor_rps = floor["rows"] / floor["seconds"]

@@ -174,6 +174,11 @@ class Staged:
         return ds.scanner().to_reader()
 
 
+def _whole(batch: pa.RecordBatch) -> Piece:
+    """The split that keeps every row (a plain staged write)."""
+    return Piece(batch)
+
+
 def data_file_name(prefix: str = "part", part: int = 0) -> str:
     return f"{prefix}-{part:05d}-{uuid.uuid4()}-c000.snappy.parquet"
 
@@ -327,8 +332,18 @@ class Engine(ABC):
         finally:
             self._drop_scratch(staged)
 
+    def upsert(self, layer: str, table: str, sql: str, keys: Sequence[str], *, commit: Any = None,
+               description: str | None = None) -> None:
+        """Upsert the rows of ``sql`` by ``keys`` into the existing ``layer.table`` (each key's row replaced or
+        added): staged in the table's schema, then merged like a conform pass."""
+        schema = self.lake.arrow_schema(layer, table)
+        staged = self.stage(layer, table, sql, _whole, schema=schema, side_schemas={}, merge=True)
+        self.publish(staged, keys=keys, commit=commit, description=description)
+
     def merge_staged(self, staged: Staged, keys: Sequence[str], *, update_if: str | None, commit: Any) -> None:
-        """Upsert the staged rows by ``keys`` (delta-rs' MERGE; ``REWRITES_FILES`` engines override it)."""
+        """Upsert the staged rows by ``keys`` with delta-rs' MERGE (it rewrites across the whole target).
+        Engines that write the lake's files themselves override it with a copy-on-write of only the files
+        holding a matched key (DuckDB, Spark): what a delivery costs then follows the delivery."""
         self.lake.merge(staged.layer, staged.table, staged.reader(), keys, update_if=update_if, commit=commit,
                         private=staged.private)
 

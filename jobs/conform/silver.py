@@ -195,8 +195,12 @@ def repeated_key_hashes(engine: Engine, run: ConformRun) -> pa.ChunkedArray:
     The stream carries each row's key hash, looked up in Arrow: as a join in the engine, every slice rebuilt
     it (0.3 s per 500k-row slice at 10 million rows). A hash collision only sends a row through the ranking,
     where it wins alone; a repeated key always matches."""
-    d, key = engine.dialect, run.contract.key
-    raw_key = dup_key_text([run.cc.std(run.contract.field(k), d.ident(k)) for k in key])
+    d, cc = engine.dialect, run.cc
+    parts = []
+    for k in run.contract.key:
+        std = cc.std(run.contract.field(k), d.ident(k))
+        parts.append(key_part(d, std, cc.typed(run.contract.field(k), std)))
+    raw_key = dup_key_text(parts)
     return engine.fetch(f"SELECT {d.hash64('_dk')} AS h FROM (SELECT {raw_key} AS _dk FROM pending) x "
                         f"GROUP BY _dk HAVING count(*) > 1").column("h")
 
@@ -213,7 +217,7 @@ def stream_sql(engine: Engine, run: ConformRun, held: dict[str, list[str]]) -> s
         failures = d.array_concat("_failures", f"CASE {whens} ELSE {d.array([])} END")
     quarantine_cols = [f"CASE WHEN _nfail > 0 THEN {e} END AS _q_{n}" for e, n in cc.quarantine_exprs(failures)] \
         if run.rules else []
-    std_key = d.hash64(dup_key_text([f"s__{k}" for k in run.contract.key]))
+    std_key = d.hash64(dup_key_text([key_part(d, f"s__{k}", f"t__{k}") for k in run.contract.key]))
     return cc.silver_select(
         f"(SELECT *, {d.array_len('_failures')} + {held_flag} AS _nfail, {std_key} AS _dk "
         f"FROM ({cc.conform_sql('pending', raw=run.rules)}) c) r",
@@ -336,6 +340,13 @@ def write_quarantine(ctx: Context, dataset: str, table: pa.Table, in_batches: st
 
 QUARANTINE_KEEP = ("_batch_id", "_node", "_row_number", "_ingested_at")
 SLICE_ROWS = 1_000_000  # rows pulled from the engine at a time (bounds memory)
+
+
+def key_part(d, std: str, typed: str) -> str:
+    """A key field as the canonical text MERGE compares: the typed value where it reads (2021/3/5 and
+    2021-03-05 are one date, so one key), else the standardized text. Ranking repeats by the delivered
+    spelling let two spellings of one key reach the MERGE together, which refused the whole run."""
+    return f"coalesce(CAST({typed} AS {d.varchar()}), {std})"
 
 
 def dup_key_text(parts: list[str]) -> str:

@@ -1,7 +1,8 @@
 """Integrate: silver -> gold tables defined by the models in schemas/gold/.
 
-A gold table is rebuilt (one overwrite transaction) only when one of its sources has a new Delta
-version since the last build; the source versions are recorded in the commit, so reruns are no-ops and
+A gold table is built only when one of its sources has a new Delta version since the last build: keyed
+models that declare ``maintain`` upsert the keys that changed (``maintained.py``), the others are rebuilt
+in one overwrite transaction; the source versions are recorded in the commit, so reruns are no-ops and
 every gold version can be traced to the exact silver versions it was computed from (time travel).
 """
 
@@ -40,7 +41,13 @@ def last_build(ctx: Context, table: str) -> dict | None:
 
 
 def build_model(ctx: Context, engine: Engine, model: GoldModel, run_id: str | None = None) -> GoldResult:
+    """A keyed model that declares ``maintain`` is updated from what changed (``jobs/gold/maintained.py``);
+    any other is rebuilt whole when a source has a new version."""
     suite = gold_suite(ctx, model.table)
+    if model.maintain is not None:
+        from govlake.jobs.gold import maintained
+
+        return maintained.build(ctx, engine, model, suite, run_id)
     return rebuild(ctx, engine, model.table, list(model.sources), lambda: model.compiled_sql(engine.dialect.name),
                    f"{model.title}：{model.description}", suite=suite, run_id=run_id)
 

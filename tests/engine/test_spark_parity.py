@@ -120,6 +120,23 @@ ROUND2 = {
 }
 
 
+ROUND3 = {  # a day's incremental delivery: updates of earlier keys, appends of new events, a correction
+    ("440106", "hotline_tickets", "ht2.csv", HOTLINE): [
+        ["GD-001", "天河区", "区城管局", "城市管理", "电话", "2024-03-05 09:01:02", "2024/3/8 18:00", "2024-03-07 10:00:00",
+         "已办结", "不满意", "13800138000"],                                                 # an update of a ticket
+        ["GD-005", "天河区", "区水务局", "城市管理", "电话", "2024-03-09 08:00:00", "2024-03-12 18:00", "", "办理中", "",
+         "13900139000"],                                                                     # a new ticket (append)
+    ],
+    ("sthjj", "air_quality_daily", "aq2.csv", AQ): [
+        ["GZ01", "天河体育中心", "440106", "2026-02-02", "60", "20"],                         # a new day (append)
+        ["GZ02", "海珠湖", "海珠区", "2026/2/1", "61", "1"],                                  # the quarantined day corrected
+    ],
+    ("scjgj", "market_entities", "me3.csv", ME): [
+        me(B, date_="2021-03-05", district="440105", status="注销"),                          # an update (status)
+    ],
+}
+
+
 def deliver(ctx: Context, folder: Path, files: dict) -> None:
     for (node, dataset, name, header), rows in files.items():
         [r] = ingest(ctx, [write_csv(folder / name, list(header), rows)], node, dataset)
@@ -162,8 +179,9 @@ def duck_engine(env, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lakes(env, spark_engine, tmp_path_factory):
-    """Two lakes with identical bronze (ingested once, then copied), conformed and integrated twice:
-    DuckDB on one, Spark on the other."""
+    """Two lakes with identical bronze (ingested once, then copied), conformed and integrated three times
+    (a first load, a correction round, an incremental day of updates and appends): DuckDB on one, Spark
+    on the other."""
     base = tmp_path_factory.mktemp("parity")
     files = base / "deliveries"
     files.mkdir()
@@ -175,6 +193,12 @@ def lakes(env, spark_engine, tmp_path_factory):
         run(spark_ctx, spark)
         # Round two: the same bronze commits (copied, so the delivery timestamps agree too).
         deliver(duck_ctx, files, ROUND2)
+        for part in ("bronze", "meta/ingest_batches"):
+            shutil.copytree(base / "duck" / part, base / "spark" / part, dirs_exist_ok=True)
+        run(duck_ctx, duck)
+        run(spark_ctx, spark)
+        # Round three: an incremental day (each engine's MERGE rewrites only the files it must).
+        deliver(duck_ctx, files, ROUND3)
         for part in ("bronze", "meta/ingest_batches"):
             shutil.copytree(base / "duck" / part, base / "spark" / part, dirs_exist_ok=True)
         run(duck_ctx, duck)
@@ -245,6 +269,14 @@ def test_the_nasty_rows_went_where_they_should(lakes) -> None:
     assert q[9]["_failures"] == ["row.ragged"]
     assert q[11]["_failures"] == ["establish_date.date"] and q[11]["_status"] == "open"
     assert REP not in str(q) and "4.40106199003071e+17" not in str(q)
+
+
+def test_the_incremental_day_updated_and_appended(lakes) -> None:
+    _, spark_ctx = lakes
+    aq = {(r["station_code"], r["obs_date"]): r["aqi"] for r in spark_ctx.lake.read("silver", "air_quality_daily").to_pylist()}
+    assert aq[("GZ01", date(2026, 2, 2))] == 60 and aq[("GZ02", date(2026, 2, 1))] == 61
+    silver = {r["uscc"]: r for r in spark_ctx.lake.read("silver", "market_entities").to_pylist()}
+    assert silver[B]["status"] == "3"  # 注销: the update replaced the earlier 存续
 
 
 def test_meta_tables_agree(lakes) -> None:

@@ -48,6 +48,13 @@ def moto_server(**env: str) -> Iterator[str]:
         proc.wait(timeout=30)
 
 
+@pytest.fixture(autouse=True)
+def control_db_outside_the_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An object-store lake keeps its control DB in the project (``.govlake/``): a test must not leave one in
+    the repository (one was committed), so every process of these tests gets its own."""
+    monkeypatch.setenv("GOVLAKE_CONTROL_DB", f"sqlite:///{tmp_path / 'control.db'}")
+
+
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     with moto_server() as url:

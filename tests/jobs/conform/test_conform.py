@@ -127,6 +127,23 @@ def test_redelivery_with_another_date_spelling_resolves_a_date_keyed_row(ctx, en
     assert q["_status"] == "resolved" and q["_key"] == "GZ01|2026-03-05"
 
 
+def test_two_spellings_of_one_key_in_one_run_are_one_row(ctx, engine, tmp_path: Path) -> None:
+    """2026/3/5 and 2026-03-05 are one date: delivered in two files conformed together they are one key, the
+    later delivery wins and the other counts as superseded (ranking by the delivered spelling sent both to
+    the MERGE, which refused the whole run: "matched a target row with multiple source rows")."""
+    header = ["监测站点编码", "监测站点名称", "所在区", "监测日期", "空气质量指数"]
+    ingest(ctx, [write_csv(tmp_path / "aq0.csv", header, [["GZ01", "天河体育中心", "440106", "2026-03-05", "70"]])],
+           "sthjj", "air_quality_daily")
+    conform(ctx, engine, "air_quality_daily")  # the key is in silver: the next run merges into it
+    for i, (day, aqi) in enumerate([("2026/3/5", "80"), ("2026-03-05", "90")]):
+        ingest(ctx, [write_csv(tmp_path / f"aq{i + 1}.csv", header, [["GZ01", "天河体育中心", "440106", day, aqi]])],
+               "sthjj", "air_quality_daily")
+    res = conform(ctx, engine, "air_quality_daily")
+    assert res.balanced and (res.silver_rows, res.superseded) == (1, 1)
+    [row] = ctx.lake.read("silver", "air_quality_daily").to_pylist()
+    assert row["aqi"] == 90
+
+
 def test_slices_cut_large_batches_and_group_small_ones(ctx, engine, tmp_path: Path, monkeypatch) -> None:
     """With slices of 3 rows, two pending deliveries (7 rows and 2 rows) are cut into several engine
     queries; every row is still counted once, the last row per key wins across slice boundaries, and the
