@@ -7,9 +7,9 @@ restricted to those keys, and upserts them (the engine's MERGE rewrites only the
 Under ``anonymize`` (k-anonymity by suppression) a row also depends on how many rows share its group; the
 decisions are a function of the group counts alone (:func:`decisions`), so the counts are kept in each
 build's commit metadata and updated by the changed rows (minus their rows at the recorded source versions,
-plus their rows now). When an update flips a decision for rows outside the changed keys (a group crossing
-``k``), or the history cannot say which batches arrived (a commit that is not a conform batch), the build
-is a full one: the same SQL over whole sources, the same decisions from fresh counts. Both paths produce the
+plus their rows now). When an update flips a decision (a group crossing ``k``), the other rows the table holds
+in that group are recomputed too; when it flips many, or the history cannot say which batches arrived (a
+commit that is not a conform batch), the build is a full one: the same SQL over whole sources, the same decisions from fresh counts. Both paths produce the
 table through the same join of rows and decisions, so they agree (``tests/jobs/test_incremental_equals_full.py``).
 """
 
@@ -30,6 +30,11 @@ from govlake.models import Anonymize, GoldModel
 from govlake.status import GoldStatus
 
 Group = tuple[Any, ...]
+MAX_FLIPPED = 500  # groups whose decisions an update may flip before a full build is cheaper
+
+
+def _lit(v: Any) -> str:
+    return "NULL" if v is None else str(v) if isinstance(v, (int, float)) else sql_str(str(v))
 
 
 def decisions(spec: Anonymize, counts: dict[Group, int]) -> dict[Group, tuple[bool, ...]]:
@@ -185,10 +190,34 @@ class Build:
             before = Counter({tuple(g[:-1]): g[-1] for g in self.prior["groups"]})
             groups = before - self.counts("__rows_old") + self.counts("__rows")  # Counter drops zero groups
             was, now = decisions(self.spec, before), decisions(self.spec, groups)
-            if any(was[t] != now[t] for t in was.keys() & now.keys()):
-                return None  # a group crossed k: rows of other keys change too
+            flipped = [t for t in was.keys() & now.keys() if was[t] != now[t]]
+            if len(flipped) > MAX_FLIPPED:
+                return None
+            if flipped:  # a group crossed k: its other members' rows change too; recompute them as well
+                self.add_members(flipped, sql)
         candidate = self.apply("__rows", groups)
         return self.publish(candidate, groups, upsert=True)
+
+    def add_members(self, flipped: list[Group], sql: str) -> None:
+        """Add to ``__keys`` (and recompute ``__rows`` for) every key the published table may hold in a group
+        whose decisions changed: its rows show the groups' values, and each suppressible value either as it
+        is or blanked. A superset (a blanked value matches any group), small because few values are blanked."""
+        e, d, key = self.engine, self.engine.dialect, self.model.key[0]
+        e.register_delta("__published", "gold", self.model.table)
+        g = len(self.spec.groups)
+        ors = []
+        for t in flipped:
+            parts = [f"{d.ident(c)} IS NOT DISTINCT FROM {_lit(v)}" for c, v in zip(self.spec.groups, t[:g])]
+            parts += [f"({d.ident(c)} IS NULL OR {d.ident(c)} = {_lit(v)})" if v is not None else f"{d.ident(c)} IS NULL"
+                      for c, v in zip(self.spec.suppress, t[g:])]
+            ors.append("(" + " AND ".join(parts) + ")")
+        e.materialize("__keys_more", f"SELECT k FROM __keys UNION SELECT CAST({d.ident(key)} AS {d.varchar()}) AS k "
+                                     f"FROM __published WHERE {' OR '.join(ors)}")
+        e.drop("__published")
+        self.register("__keys_more")
+        e.materialize("__rows", sql)
+        self.unregister()
+        e.drop("__keys_more")
 
     def full(self) -> GoldResult:
         self.register(None)

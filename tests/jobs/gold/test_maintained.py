@@ -1,6 +1,6 @@
 """Keyed gold models maintained from what changed: the suppression decisions from group counts equal the
 windowed SQL they replace, an update that keeps every decision is upserted for its keys only, and one that
-flips a decision falls back to a full build; every way gives the table a fresh full build gives."""
+flips a decision recomputes the group's other members too; every way gives the table a full build gives."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def _fresh(ctx: Context, tmp_path: Path, name: str) -> list[tuple]:
     return _population(other)
 
 
-def test_updates_are_upserted_and_a_flipped_group_rebuilds(ctx, engine, tmp_path: Path) -> None:
+def test_updates_are_upserted_and_a_flipped_group_is_recomputed(ctx, engine, tmp_path: Path) -> None:
     big = [hukou_row(i) for i in range(1, 41)]  # one group of 40 (天河, 户籍, 1990s, 男)
     deliver(ctx, tmp_path, "hukou_population", "h1.csv", big + [hukou_row(900, id=person(900, "19500101"), birth="1950-01-01")])  # a group of 1
     deliver(ctx, tmp_path, "migrant_population", "m1.csv", [migrant_row(i) for i in range(100, 120)])
@@ -88,11 +88,11 @@ def test_updates_are_upserted_and_a_flipped_group_rebuilds(ctx, engine, tmp_path
     assert _modes(ctx)[0] == "incremental"
     assert _population(ctx) == _fresh(ctx, tmp_path, "fresh2")
 
-    # four more 1950s persons: the group of 1 reaches 5, so its first member's row changes too: a full build
+    # four more 1950s persons: the group of 1 reaches 5, so its first member's row changes too (recomputed)
     deliver(ctx, tmp_path, "hukou_population", "h3.csv", [hukou_row(i, id=person(i, "19510202"), birth="1951-02-02")
                                                          for i in range(901, 905)])
     _build(ctx, engine)
-    assert _modes(ctx)[0] == "full"
+    assert _modes(ctx)[0] == "incremental"
     now = {r["person_pid"]: r for r in ctx.lake.read("gold", "population").to_pylist()}
     assert sum(1 for r in now.values() if r["birth_decade"] == 1950) == 5
     assert _population(ctx) == _fresh(ctx, tmp_path, "fresh3")
