@@ -385,11 +385,25 @@ def sql_process(ctx, sql: str, **env: str) -> subprocess.Popen:
 ENDLESS = "SELECT count(*) FROM range(1000000000000)"
 
 
+def _until_busy(proc: subprocess.Popen, cpu_s: float = 5.0, limit_s: float = 180.0) -> None:
+    """Wait until the CLI has started and its query runs: the process has used more CPU than starting the
+    CLI takes (about 2.3 s of CPU for a whole ``govlake sql 'SELECT 1'``). A fixed sleep was too short on a
+    loaded CI machine: the signal arrived during the imports."""
+    tick = os.sysconf("SC_CLK_TCK")
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        with open(f"/proc/{proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        if (int(fields[11]) + int(fields[12])) / tick >= cpu_s:
+            return
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code", "cause"), [(signal.SIGINT, 130, "sigint"), (signal.SIGTERM, 143, "sigterm")])
 def test_signals_interrupt_the_query_and_are_audited(lake, sig, code, cause) -> None:
     proc = sql_process(lake, ENDLESS)
-    time.sleep(3)  # the CLI has started and the query is running
+    _until_busy(proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err

@@ -198,7 +198,9 @@ def test_parsing_is_fast_light_and_leaves_the_lake_alone(tmp_path: Path) -> None
     assert stats["heavy"] == []
     total = sum(stats["files"].values())
     print(f"DagBag parse of {len(stats['files'])} files: {total:.2f} s ({stats['files']})")
-    assert total < 5.0  # measured about 0.6 s on 2 cores; the import timeout is 30 s
+    # Against a baseline of the same run (a loaded CI machine made a fixed 5 s limit fail at 8.7 s): parsing
+    # every govlake DAG costs less than importing Airflow's DagBag itself (about 0.6 s against 2-3 s quiet).
+    assert total < stats["import_airflow"], stats
     assert not lake.exists() and not (tmp_path / "landing").exists()
 
 
