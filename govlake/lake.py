@@ -86,6 +86,28 @@ def delta_types(schema: pa.Schema) -> pa.Schema:
     return pa.schema([fix(f) for f in schema], metadata=schema.metadata)
 
 
+def _nullable_type(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_large_string(t):
+        return pa.string()
+    if pa.types.is_large_binary(t):
+        return pa.binary()
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.list_(pa.field("element", _nullable_type(t.value_type), True))
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _nullable_type(f.type), True) for f in t])
+    if pa.types.is_map(t):
+        return pa.map_(_nullable_type(t.key_type), _nullable_type(t.item_type))
+    return t
+
+
+def relax(schema: pa.Schema) -> pa.Schema:
+    """Every field nullable and plain (not large) types: what Delta stores, whichever engine computed the
+    rows. Nullability is never declared by a writer: Spark's schemas say NOT NULL where its plan proves it,
+    and DuckDB 2's Parquet writer marks a column REQUIRED when the statistics of that file's rows hold no
+    NULL (data-dependent, and it can differ between the files of one write)."""
+    return pa.schema([pa.field(f.name, _nullable_type(f.type), True) for f in schema])
+
+
 def write_data_file(fs: "pafs.FileSystem", root: str, rel: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema,
                     private: Iterable[str] = ()) -> DataFile | None:
     """Write ``batches`` as the Parquet file ``root/rel`` with the lake's layout, the one delta-rs gets from
@@ -413,8 +435,9 @@ class Lake:
         self.commit_data_files(layer, name, files, schema, mode=mode, commit=commit, description=description)
 
     def data_files(self, layer: str, name: str, rel_paths: list[str]) -> tuple[list[DataFile], pa.Schema]:
-        """Parquet files written inside the table directory, described for their add actions (statistics
-        from the footers: row and null counts, as :class:`FileStats`), and the schema of the first."""
+        """Parquet files written inside the table directory, described for their add actions: statistics
+        from the footers (row and null counts, as :class:`FileStats`), the schema from the first footer,
+        relaxed (:func:`relax`): a footer's REQUIRED column says only that this file holds no NULL."""
         import pyarrow.parquet as pq
 
         root = self.uri(layer, name)
@@ -436,7 +459,7 @@ class Lake:
             stats = json.dumps({"numRecords": meta.num_rows, "nullCount": nulls})
             files.append(DataFile(rel, st.st_size, meta.num_rows, stats, int(st.st_mtime * 1000)))
         assert schema is not None, "commit_files needs at least one file"
-        return files, schema
+        return files, relax(schema)
 
     @refuse_conflicts
     def commit_data_files(self, layer: str, name: str, files: Sequence[DataFile], schema: pa.Schema, *,

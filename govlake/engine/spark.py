@@ -32,7 +32,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from govlake.engine.base import Dialect, Engine, Split, Staged, data_file_name
-from govlake.lake import DataFile, Lake, cast_batch, write_data_file
+from govlake.lake import DataFile, Lake, cast_batch, relax, write_data_file
 from govlake.project import Settings
 
 
@@ -91,10 +91,21 @@ def _strptime_regex(fmt: str) -> tuple[str, str, str]:
     return f"^{_WS}*{''.join(parts)}{_WS}*\\z", repl, pattern
 
 
-# DuckDB's non-strict string -> DATE cast (Date::TryConvertDate): leading whitespace, year digits, a
-# separator out of '-', '/', ' ', '\', 1-2 digit month, the same separator, 1-2 digit day, then anything
-# that does not start with a digit. Years 1..9999 only (Spark's range; DuckDB also has 0, BC and 10000+).
-_DATE_CAST_RE = r"^[ \t\n\x0B\f\r]*0*+([1-9][0-9]{0,3}+)([-/ \\])([0-9]{1,2}+)\2([0-9]{1,2}+)(?![0-9])(?s:.*)\z"
+# DuckDB's non-strict string -> DATE cast (DuckDB 2, TryConvertDateCast): leading whitespace, year digits,
+# a separator out of '-', '/', ' ', '\', 1-2 digit month, the same separator, 1-2 digit day, no digit right
+# after it; then either only whitespace, or what makes the whole text a TIMESTAMP (DuckDB 1.5 took any
+# other tail). That is: an optional ' ' or 'T', a time H:M[:S[.f]] (up to 10 hour digits, 1-2 digit
+# minutes and seconds below 60, at most 24:00:00), then 'Z', a +HH[[:]MM[:SS]] offset or a space and a
+# zone name (not checked), then whitespace. Years 1..9999 only (Spark's range; DuckDB also has 0, BC and
+# 10000+). tests/engine/test_spark_parity.py checks it against DuckDB.
+_TIME_ENDS = rf"(?=[Z+\-]|{_WS}|\z)"
+_HOUR_LT24 = r"0*(?:1?[0-9]|2[0-3]):(?:[0-5]?[0-9](?::(?:[0-5]?[0-9](?:\.[0-9]*+)?)?)?)?"
+_HOUR_24 = r"0*24:(?:00?+(?::(?:00?+(?:\.(?:0{6}[0-9]*+|0{0,5}+))?)?)?)?"  # fraction digits past 6 are ignored
+_TIME = rf"[ T]?{_WS}*+(?=[0-9]{{1,10}}+:)(?:{_HOUR_LT24}|{_HOUR_24}){_TIME_ENDS}"
+_OFFSET = r"[+-][0-9]{2}(?::[0-9]{2}(?::[0-9]{2})?|[0-9]{2})?"
+_ZONE = rf"(?:(?:Z|{_OFFSET}){_WS}*+| [A-Za-z0-9_/+\-:]*+{_WS}*+)?"
+_DATE_CAST_RE = (rf"^{_WS}*+0*+([1-9][0-9]{{0,3}}+)([-/ \\])([0-9]{{1,2}}+)\2([0-9]{{1,2}}+)(?![0-9])"
+                 rf"(?:{_WS}*+|{_TIME}{_ZONE})\z")
 
 
 class SparkDialect(Dialect):
@@ -259,25 +270,6 @@ def _stop(local_dir: str) -> None:  # pragma: no cover - process exit
 
 
 # -- Arrow schemas and Delta file statistics -------------------------------------------------------
-def _nullable_type(t: pa.DataType) -> pa.DataType:
-    if pa.types.is_large_string(t):
-        return pa.string()
-    if pa.types.is_large_binary(t):
-        return pa.binary()
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        return pa.list_(pa.field("element", _nullable_type(t.value_type), True))
-    if pa.types.is_struct(t):
-        return pa.struct([pa.field(f.name, _nullable_type(f.type), True) for f in t])
-    if pa.types.is_map(t):
-        return pa.map_(_nullable_type(t.key_type), _nullable_type(t.item_type))
-    return t
-
-
-def relax(schema: pa.Schema) -> pa.Schema:
-    """Every field nullable and plain (not large) types: what DuckDB hands out, and what Delta stores."""
-    return pa.schema([pa.field(f.name, _nullable_type(f.type), True) for f in schema])
-
-
 conform_batch = cast_batch  # Spark's Arrow batches, typed as the relaxed schema
 
 _WRITTEN = "kind string, path string, size long, rows long, stats string, mtime long, part int"

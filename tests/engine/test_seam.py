@@ -65,6 +65,19 @@ def test_duckdb_writes_the_lake_row_group_size(ctx, engine) -> None:
     assert sum(groups) == rows and max(groups) <= ROW_GROUP_ROWS
 
 
+def test_duckdb_writes_declare_no_column_not_null(ctx, engine) -> None:
+    """DuckDB 2's Parquet writer marks a column REQUIRED when the statistics of that file's rows hold no NULL
+    (here: Parquet statistics and a filter); the Delta schema stays all nullable, as Spark's and as the next
+    write, which may hold NULLs, needs."""
+    ctx.lake.overwrite("silver", "nn_src", pa.table({"k": ["a", "b", None], "v": pa.array([1, 2, 3], pa.int64())}))
+    assert engine.register_delta("src", "silver", "nn_src")
+    engine.write_delta("gold", "nn", "SELECT k, v FROM src WHERE k IS NOT NULL", mode="overwrite")
+    engine.drop("src")
+    files = ctx.lake.table("gold", "nn").file_uris()
+    assert any(not f.nullable for f in pq.read_schema(files[0]))  # what the footer says
+    assert all(f.nullable for f in ctx.lake.arrow_schema("gold", "nn"))
+
+
 def test_data_files_gather_small_batches_into_full_row_groups_without_private_statistics(tmp_path: Path) -> None:
     schema = pa.schema([("k", pa.string()), ("secret", pa.string())])
     batches = [pa.record_batch([pa.array([f"k{i}"] * 10_000), pa.array(["张三"] * 10_000)], schema=schema)

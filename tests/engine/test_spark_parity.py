@@ -341,6 +341,11 @@ def test_parse_timestamp(duck_engine, spark_engine, fmt: str) -> None:
 def test_try_cast(duck_engine, spark_engine) -> None:
     # Years beyond 9999 (DuckDB has them, Spark and Python do not) are left out.
     assert_both(duck_engine, spark_engine, lambda d, e: d.try_cast(e, "DATE"), [v for v in DATES if v != "12021/3/5"])
+    # DuckDB 2 takes a tail after the date only when the whole text is a TIMESTAMP (time, offset or zone).
+    tails = [" 01:02:03Z", " 01:02:03+08", " 01:02:03+0800", " 01:02:03+08:00:00", " 01:02:03+8", " 01:02:03+080",
+             " 01:02:03 Asia/Shanghai", " 01:02:03 x y", " 01:02:03\t", " 01:02:03 \t", " 01:02", " 01:", " 1:2",
+             " 01:02.5", " 24:00:01", " 24:00:00.0000001", " 0000000001:02", " 00000000001:02", "T\t01:02", "\t01:02"]
+    assert_both(duck_engine, spark_engine, lambda d, e: d.try_cast(e, "DATE"), ["2021-03-05" + t for t in tails])
     # Numeric casts agree on what rules.py lets through its regex guards (DuckDB would round "1.5" to a
     # BIGINT 2 where Spark gives NULL; the typed() guard never casts such text to an integer).
     nums = ["1", "+5", "-12", "1200", "007", "abc", "", None, "123456789012345678"]
