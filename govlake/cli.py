@@ -145,7 +145,8 @@ def run(datasets: tuple[str, ...], report_dir: Path | None, lake: str | None, en
     from govlake.progress import print_run_report, step_status
 
     ctx = make_context(lake)
-    with ctx.engine(engine_kind) as engine, step_status() as on_step:
+    # Opened by the first step with work: a rerun with nothing new starts no engine (DuckDB, Spark).
+    with ctx.engine_on_demand(engine_kind) as engine, step_status() as on_step:
         report = run_pending(ctx, engine, list(datasets) or None, on_step=on_step, report_dir=report_dir)
     print_run_report(report)
 

@@ -6,8 +6,10 @@ an Engine, the way Dagster resources are plugged into assets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from govlake.contracts import Contract, get_contract
 from govlake.filemodes import restrict_new_files
@@ -54,3 +56,41 @@ class Context:
         eng = make_engine(self.settings, kind or self.settings.engine_kind)
         eng.lake = self.lake
         return eng
+
+    def engine_on_demand(self, kind: str | None = None) -> "EngineOnDemand":
+        """:meth:`engine`, opened when a job first uses it (see :class:`EngineOnDemand`)."""
+        return EngineOnDemand(lambda: self.engine(kind))
+
+
+class EngineOnDemand:
+    """An Engine that is opened by the first job that uses it, and closed (if it was) with this object.
+
+    ``govlake run`` hands one to the plan: most steps of a rerun find nothing to do before they touch the
+    engine, so a run with nothing new never starts DuckDB, let alone a Spark session; a run with work opens it
+    once, for the first step that has some. Attribute access is forwarded to the opened engine."""
+
+    def __init__(self, open_engine: Callable[[], Any]) -> None:
+        self._open_engine = open_engine
+        self._engine: Any = None
+
+    @property
+    def opened(self) -> bool:
+        return self._engine is not None
+
+    def __getattr__(self, name: str) -> Any:  # only for names this object lacks: the engine's API
+        state = self.__dict__
+        if name.startswith("__") or "_open_engine" not in state:  # protocol probes (copy, pickle) open nothing
+            raise AttributeError(name)
+        if state["_engine"] is None:
+            state["_engine"] = state["_open_engine"]()
+        return getattr(state["_engine"], name)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+
+    def __enter__(self) -> "EngineOnDemand":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -18,9 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 from math import gcd
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # imported by the vectorized functions: the declarations (govlake/checks.py) need only the
+    import numpy as np  # constants, and every command loads them; NumPy loads when values are generated or checked
 
 RIC_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 RIC_CHECK = "10X98765432"
@@ -44,15 +48,23 @@ USCC_TYPES = {
     "5": {"1": "社会团体", "2": "民办非企业单位", "3": "基金会"},
 }
 
-_RIC_W = np.array(RIC_WEIGHTS, dtype=np.int64)
-_RIC_CHECK_ASCII = np.frombuffer(RIC_CHECK.encode(), dtype=np.uint8)
-_USCC_W = np.array(USCC_WEIGHTS, dtype=np.int64)
-_USCC_ASCII = np.frombuffer(USCC_ALPHABET.encode(), dtype=np.uint8)
-_ORG_W = np.array(ORG_WEIGHTS, dtype=np.int64)
-_ASCII_TO_USCC = np.full(256, -1, dtype=np.int64)
-_ASCII_TO_USCC[_USCC_ASCII] = np.arange(31)
-_ASCII_TO_ORG = np.full(256, -1, dtype=np.int64)
-_ASCII_TO_ORG[np.frombuffer(ORG_ALPHABET.encode(), dtype=np.uint8)] = np.arange(36)
+
+
+@cache
+def _arrays() -> SimpleNamespace:
+    """The constants as the NumPy arrays the vectorized functions compute with (built on first use)."""
+    import numpy as np
+
+    uscc_ascii = np.frombuffer(USCC_ALPHABET.encode(), dtype=np.uint8)
+    ascii_to_uscc = np.full(256, -1, dtype=np.int64)
+    ascii_to_uscc[uscc_ascii] = np.arange(31)
+    ascii_to_org = np.full(256, -1, dtype=np.int64)
+    ascii_to_org[np.frombuffer(ORG_ALPHABET.encode(), dtype=np.uint8)] = np.arange(36)
+    return SimpleNamespace(ric_w=np.array(RIC_WEIGHTS, dtype=np.int64),
+                           ric_check_ascii=np.frombuffer(RIC_CHECK.encode(), dtype=np.uint8),
+                           uscc_w=np.array(USCC_WEIGHTS, dtype=np.int64), uscc_ascii=uscc_ascii,
+                           org_w=np.array(ORG_WEIGHTS, dtype=np.int64), ascii_to_uscc=ascii_to_uscc,
+                           ascii_to_org=ascii_to_org)
 
 
 # -- scalar helpers -------------------------------------------------------------------------------
@@ -117,6 +129,8 @@ def uscc_is_valid(value: str) -> bool:
 
 def _digits(values: np.ndarray, width: int) -> np.ndarray:
     """(n, width) int64 matrix of the decimal digits of non-negative ints, most significant first."""
+    import numpy as np
+
     v = np.asarray(values, dtype=np.int64).copy()
     out = np.empty((len(v), width), dtype=np.int64)
     for i in range(width - 1, -1, -1):
@@ -127,43 +141,53 @@ def _digits(values: np.ndarray, width: int) -> np.ndarray:
 
 def _as_str(matrix: np.ndarray) -> np.ndarray:
     """An (n, k) uint8 ASCII matrix as an array of k-byte strings (dtype S<k>)."""
+    import numpy as np
+
     m = np.ascontiguousarray(matrix, dtype=np.uint8)
     return m.view(f"S{m.shape[1]}").ravel()
 
 
 def ric_check_index(address: np.ndarray, birth_ymd: np.ndarray, sequence: np.ndarray) -> np.ndarray:
     """Index into RIC_CHECK of the correct check character for each (address, YYYYMMDD, sequence)."""
+    import numpy as np
+
     digits = np.concatenate([_digits(address, 6), _digits(birth_ymd, 8), _digits(sequence, 3)], axis=1)
-    return (digits @ _RIC_W) % 11
+    return (digits @ _arrays().ric_w) % 11
 
 
 def ric_numbers(address: np.ndarray, birth_ymd: np.ndarray, sequence: np.ndarray,
                 check_shift: np.ndarray | None = None) -> np.ndarray:
     """ID numbers (dtype S18). ``check_shift`` (0..10 per value) moves the check character: non-zero
     entries give a deliberately wrong check character."""
+    import numpy as np
+
     digits = np.concatenate([_digits(address, 6), _digits(birth_ymd, 8), _digits(sequence, 3)], axis=1)
-    idx = (digits @ _RIC_W) % 11
+    idx = (digits @ _arrays().ric_w) % 11
     if check_shift is not None:
         idx = (idx + np.asarray(check_shift, dtype=np.int64)) % 11
     mat = np.empty((len(idx), 18), dtype=np.uint8)
     mat[:, :17] = digits + 48
-    mat[:, 17] = _RIC_CHECK_ASCII[idx]
+    mat[:, 17] = _arrays().ric_check_ascii[idx]
     return _as_str(mat)
 
 
 def ric_valid_mask(values: np.ndarray) -> np.ndarray:
     """Vectorized format + check-character test (birth date validity not included) over dtype S18."""
+    import numpy as np
+
     v = np.asarray(values, dtype="S18")
     mat = v.view(np.uint8).reshape(len(v), 18).astype(np.int64)
     body = mat[:, :17] - 48
     ok = ((body >= 0) & (body <= 9)).all(axis=1)
-    idx = (np.clip(body, 0, 9) @ _RIC_W) % 11
-    return ok & (_RIC_CHECK_ASCII[idx] == mat[:, 17])
+    idx = (np.clip(body, 0, 9) @ _arrays().ric_w) % 11
+    return ok & (_arrays().ric_check_ascii[idx] == mat[:, 17])
 
 
 def org_code_check_ascii(body: np.ndarray) -> np.ndarray:
     """GB 11714 check characters (ASCII) for an (n, 8) matrix of ORG_ALPHABET indices."""
-    c = 11 - (np.asarray(body, dtype=np.int64) @ _ORG_W) % 11
+    import numpy as np
+
+    c = 11 - (np.asarray(body, dtype=np.int64) @ _arrays().org_w) % 11
     out = (c + 48).astype(np.uint8)
     out[c == 10] = ord("X")
     out[c == 11] = ord("0")
@@ -178,29 +202,33 @@ def uscc_numbers(authority: np.ndarray, entity_type: np.ndarray, division: np.nd
     ``org_body`` an (n, 8) uint8 ASCII matrix over the USCC alphabet (so the whole code stays inside it).
     A non-zero ``check_shift`` (1..30) gives a wrong final check character.
     """
+    import numpy as np
+
     n = len(division)
     mat = np.empty((n, 18), dtype=np.uint8)
     mat[:, 0] = authority
     mat[:, 1] = entity_type
     mat[:, 2:8] = _digits(division, 6) + 48
     mat[:, 8:16] = org_body
-    mat[:, 16] = org_code_check_ascii(_ASCII_TO_ORG[mat[:, 8:16]])
-    vals = _ASCII_TO_USCC[mat[:, :17]]
+    mat[:, 16] = org_code_check_ascii(_arrays().ascii_to_org[mat[:, 8:16]])
+    vals = _arrays().ascii_to_uscc[mat[:, :17]]
     if (vals < 0).any():
         raise ValueError("USCC 含有不在 GB 32100 字符集中的字符")
-    idx = (31 - (vals @ _USCC_W) % 31) % 31
+    idx = (31 - (vals @ _arrays().uscc_w) % 31) % 31
     if check_shift is not None:
         idx = (idx + np.asarray(check_shift, dtype=np.int64)) % 31
-    mat[:, 17] = _USCC_ASCII[idx]
+    mat[:, 17] = _arrays().uscc_ascii[idx]
     return _as_str(mat)
 
 
 def uscc_valid_mask(values: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     v = np.asarray(values, dtype="S18")
     mat = v.view(np.uint8).reshape(len(v), 18)
-    vals = _ASCII_TO_USCC[mat]
+    vals = _arrays().ascii_to_uscc[mat]
     ok = (vals >= 0).all(axis=1) & ((mat[:, :8] >= 48) & (mat[:, :8] <= 57)).all(axis=1)
-    idx = (31 - (np.clip(vals[:, :17], 0, None) @ _USCC_W) % 31) % 31
+    idx = (31 - (np.clip(vals[:, :17], 0, None) @ _arrays().uscc_w) % 31) % 31
     return ok & (idx == vals[:, 17])
 
 
@@ -322,6 +350,8 @@ def affine_params(size: int, salt: int) -> tuple[int, int]:
 
 def affine(k: np.ndarray, size: int, salt: int) -> np.ndarray:
     """Bijective scramble of [0, size) (golden-ratio stride: neighbouring k land far apart)."""
+    import numpy as np
+
     size = int(size)
     if size > (1 << 42):
         raise ValueError("affine(): size too large")
@@ -347,6 +377,8 @@ class RicSpace:
     salt: int = 0
 
     def __post_init__(self) -> None:
+        import numpy as np
+
         entries = ADDRESS_CODES[self.region]
         self.codes = np.array([int(c) for c, _ in entries], dtype=np.int64)
         first, last = BIRTH_YEARS
@@ -373,6 +405,8 @@ class RicSpace:
 
     def components(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(address code, YYYYMMDD, sequence 1..999) for each index < capacity (distinct in, distinct out)."""
+        import numpy as np
+
         index = np.asarray(index, dtype=np.int64)
         if len(index) and int(index.max()) >= self.capacity:
             raise ValueError(f"人口规模超出 {self.region} 身份号码空间（{self.capacity}）")
@@ -389,4 +423,6 @@ class RicSpace:
 
 def to_str_list(values: np.ndarray) -> list[str]:
     """S18 array -> list of Python strings (for small samples and tests)."""
+    import numpy as np
+
     return [v.decode("ascii") for v in np.asarray(values).tolist()]

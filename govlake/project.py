@@ -178,6 +178,17 @@ class Settings:
         return self.project_dir / "expectations"
 
     @property
+    def control_db_exists(self) -> bool:
+        """Whether the control-plane database may hold anything: a SQLite file not created yet holds no users,
+        grants or objections (and a reader must not create it); a server URL is assumed to be there. Answered
+        without SQLAlchemy, so the pipeline's "any open objection?" check costs nothing on a lake never served."""
+        url = self.control_db
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            return path == ":memory:" or Path(path).exists()
+        return True
+
+    @property
     def pseudonym_key_source(self) -> str:
         """Where the pseudonym key comes from, for display (never the key itself)."""
         if self.pseudonym_key:

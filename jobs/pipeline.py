@@ -21,15 +21,16 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from graphlib import TopologicalSorter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from govlake.context import Context
-from govlake.engine.base import Engine
 from govlake.errors import GovlakeError
 from govlake.jobs import plan
-from govlake.jobs.conform.silver import ConformResult
-from govlake.jobs.gold.models import GoldResult
-from govlake.jobs.quality.suites import reference_graph
+
+if TYPE_CHECKING:  # the jobs are imported by the steps that run them: a run with nothing to do needs few
+    from govlake.context import Context
+    from govlake.engine.base import Engine
+    from govlake.jobs.conform.silver import ConformResult
+    from govlake.jobs.gold.models import GoldResult
 
 
 @dataclass
@@ -74,6 +75,8 @@ def new_run_id() -> str:
 
 def conform_order(ctx: Context, names: list[str]) -> list[str]:
     """Datasets whose existence checks reference others are conformed after them."""
+    from govlake.jobs.quality.suites import reference_graph
+
     return list(TopologicalSorter(reference_graph(ctx, names)).static_order())
 
 

@@ -29,7 +29,7 @@ from enum import StrEnum
 from functools import cached_property
 from graphlib import TopologicalSorter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from govlake import tables
 from govlake.status import GoldStatus
@@ -178,16 +178,41 @@ def build_layout(decl: Any, lake: str, landing: str) -> Layout:
 
 # -- stages -------------------------------------------------------------------------------------------------
 
+T = TypeVar("T")
+
+
 @dataclass
 class StepRun:
     """What a runner gets: the open Context and engine (``None`` for a stage declared ``engine=False``),
-    the govlake run id, the day freshness is judged on and where the stewards' report goes (``None``: none)."""
+    the govlake run id, the day freshness is judged on and where the stewards' report goes (``None``: none).
+
+    It also remembers, for the length of the run, what the "nothing to do" checks read (:meth:`memo`): the
+    conform check of every dataset asks the same two batch logs, the rebuild checks the same build log."""
 
     ctx: Any
     engine: Any
     run_id: str
     as_of: date | None = None
     report_dir: Path | None = None
+    _memo: dict[str, tuple[tuple[int | None, ...], Any]] = field(default_factory=dict, repr=False, compare=False)
+
+    def version(self, ref: TableRef) -> int | None:
+        """The table's current Delta version (``None``: no such table); the lake's handles are cached and
+        brought up to date from the log, so this lists the log rather than replaying it."""
+        dt = self.ctx.lake.table(ref.layer, ref.name)
+        return None if dt is None else dt.version()
+
+    def memo(self, key: str, tables: tuple[TableRef, ...], compute: Callable[[], T]) -> T:
+        """``compute()``, computed once and reused for as long as ``tables`` stay at the Delta versions it was
+        computed from: a write of this run (or of anyone) to one of them makes the next call compute again.
+        The versions are taken first, so a write during ``compute`` can only cause one more computation."""
+        stamp = tuple(self.version(t) for t in tables)
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        value = compute()
+        self._memo[key] = (stamp, value)
+        return value
 
 
 @dataclass
@@ -268,9 +293,10 @@ def _outcome(step_name: str, item: str | None, run: StepRun, wrote: bool, result
 # -- the runners (import the jobs only when they run) -------------------------------------------------------
 
 def _pending_conform(run: StepRun, dataset: str | None) -> str | None:
-    from govlake.jobs.conform.silver import pending_batches
+    from govlake.jobs.conform.pending import pending_by_dataset
 
-    return None if pending_batches(run.ctx, dataset) else f"no pending bronze batches of {dataset}"
+    pending = run.memo("conform.pending", (INGEST_BATCHES, CONFORM_BATCHES), lambda: pending_by_dataset(run.ctx))
+    return None if pending.get(dataset) else f"no pending bronze batches of {dataset}"
 
 
 def _conform(run: StepRun, dataset: str | None) -> StepOutcome:
@@ -311,6 +337,8 @@ def _crosscheck(run: StepRun, _: str | None) -> StepOutcome:
 
 
 def _no_open_objections(run: StepRun, _: str | None) -> str | None:
+    if not run.ctx.settings.control_db_exists:  # no control plane yet: no objection (and no SQLAlchemy import)
+        return "no open objection"
     from govlake.control.objections import open_counts
 
     return None if open_counts(run.ctx.settings) else "no open objection"
@@ -340,6 +368,12 @@ def _score(run: StepRun, _: str | None) -> StepOutcome:
         out.failure = f"quality scores of {len(done.blocked)} run(s) failed their gold suite: {out.summary['blocked']}"
     out.error = done.blocked.get(run.run_id)
     return out
+
+
+def _lineage_unchanged(run: StepRun, _: str | None) -> str | None:
+    from govlake.jobs.governance.lineage import edges_unchanged
+
+    return "lineage declarations unchanged" if edges_unchanged(run.ctx) else None
 
 
 def _lineage(run: StepRun, _: str | None) -> StepOutcome:
@@ -433,7 +467,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("lineage_graph", "血缘图", Flow.GOVERNANCE, Fanout.ONCE,
           reads=lambda lay, _: (),
           writes=lambda lay, _: (LINEAGE_EDGES, VALIDATION_RESULTS),
-          run=_lineage,
+          run=_lineage, ready=_lineage_unchanged,
           doc="table and column lineage from the declarations (a new version only when they changed)"),
     Stage("catalog", "编制数据资源目录", Flow.GOVERNANCE, Fanout.ONCE,
           reads=lambda lay, _: (*_each("silver", lay.datasets), INGEST_BATCHES, QUALITY_SCORES, LINEAGE_EDGES),
@@ -514,7 +548,7 @@ def not_ready(step: Step, run: StepRun) -> str | None:
     if step.stage.ready is not None:
         return step.stage.ready(run, step.item)
     if step.stage.rebuild is Rebuild.INPUTS:
-        return _inputs_unchanged(step, run.ctx)
+        return _inputs_unchanged(step, run)
     return None
 
 
@@ -547,20 +581,20 @@ def _input_versions(step: Step, ctx: Any) -> dict[str, int]:
     return out
 
 
-def _last_inputs(step: Step, ctx: Any) -> dict[str, int] | None:
-    from govlake.engine.base import sql_str
+def _last_inputs(run: StepRun) -> dict[str, dict[str, int]]:
+    """Step task id -> the input versions of its latest build (``meta.stage_builds``), every step at once."""
+    latest: dict[str, dict[str, Any]] = {}
+    for r in run.ctx.lake.rows(STAGE_BUILDS.layer, STAGE_BUILDS.name, ["stage", "inputs", "built_at"]):
+        if r["stage"] not in latest or r["built_at"] > latest[r["stage"]]["built_at"]:
+            latest[r["stage"]] = r
+    return {stage: json.loads(r["inputs"]) for stage, r in latest.items()}
 
-    if not ctx.lake.exists(STAGE_BUILDS.layer, STAGE_BUILDS.name):
-        return None
-    rows = ctx.lake.read(STAGE_BUILDS.layer, STAGE_BUILDS.name, columns=["inputs", "built_at"],
-                         filter_sql=f"stage = {sql_str(step.task_id)}").to_pylist()
-    return json.loads(max(rows, key=lambda r: r["built_at"])["inputs"]) if rows else None
 
-
-def _inputs_unchanged(step: Step, ctx: Any) -> str | None:
+def _inputs_unchanged(step: Step, run: StepRun) -> str | None:
+    ctx = run.ctx
     if not all(ctx.lake.exists(t.layer, t.name) for t in step.writes):
         return None
-    if _last_inputs(step, ctx) != _input_versions(step, ctx):
+    if run.memo("rebuild.inputs", (STAGE_BUILDS,), lambda: _last_inputs(run)).get(step.task_id) != _input_versions(step, ctx):
         return None
     return "inputs unchanged since the last build"
 

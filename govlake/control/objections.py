@@ -330,11 +330,7 @@ def _engine(settings: Settings) -> sa.Engine:
 def _has_db(settings: Settings) -> bool:
     """Whether a control DB exists (a SQLite file not created yet has no objections; reading must not
     create it, e.g. from a scoring run of a lake that never served users)."""
-    url = settings.control_db
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        return path == ":memory:" or Path(path).exists()
-    return True
+    return settings.control_db_exists
 
 
 def scrub_reason(text: str) -> str:

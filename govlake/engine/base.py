@@ -21,14 +21,14 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.dataset as pads
-import pyarrow.fs as pafs
+from typing import TYPE_CHECKING, Any
 
 from govlake.lake import DataFile, Lake, delta_types, empty_like, write_data_file
 from govlake.sqltext import ident, sql_str  # noqa: F401  (re-exported: ``from govlake.engine.base import sql_str``)
+
+if TYPE_CHECKING:  # imported where used: a ``govlake run`` with nothing to do opens no engine and loads no pyarrow
+    import pyarrow as pa
+    import pyarrow.fs as pafs
 
 
 class Dialect:
@@ -140,7 +140,7 @@ class Piece:
     sides: dict[str, pa.RecordBatch] = field(default_factory=dict)
 
 
-Split = Callable[[pa.RecordBatch], Piece]
+Split = Callable[["pa.RecordBatch"], Piece]
 
 
 @dataclass
@@ -168,8 +168,12 @@ class Staged:
 
     def reader(self) -> pa.RecordBatchReader:
         """The staged rows as one stream (bounded memory)."""
+        import pyarrow as pa
+
         if not self.files:
             return pa.RecordBatchReader.from_batches(self.schema, iter(()))
+        import pyarrow.dataset as pads
+
         ds = pads.dataset(self.paths(), schema=self.schema, format="parquet", filesystem=self.fs)
         return ds.scanner().to_reader()
 
@@ -282,6 +286,8 @@ class Engine(ABC):
 
         This in-process version pulls the slices and writes one file; engines computing on workers elsewhere
         override it so that the split runs there."""
+        import pyarrow as pa
+
         staged = self._staging_area(layer, table, schema, private, merge)
         gathered: dict[str, list[pa.RecordBatch]] = {k: [] for k in side_schemas}
 
@@ -305,6 +311,8 @@ class Engine(ABC):
         if not merge and self.lake.local:
             fs, root = self.lake.data_files_target(layer, table)
             return Staged(layer, table, schema, tuple(private), fs, root, in_table=True)
+        import pyarrow.fs as pafs
+
         scratch = tempfile.mkdtemp(prefix="govlake-stage-")
         return Staged(layer, table, schema, tuple(private), pafs.LocalFileSystem(), scratch, in_table=False,
                       merge=merge, scratch=scratch)

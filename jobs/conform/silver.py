@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from govlake.context import Context
 from govlake.contracts import Contract
 from govlake.engine.base import Engine, Piece, Staged, sql_str
+from govlake.jobs.conform.pending import pending_batches  # noqa: F401  (also imported from here)
 from govlake.jobs.conform.rules import RAW_KEEP, CompiledContract, redact_text, ri_view
 from govlake.jobs.quality.suites import Check, Suite, silver_suite
 from govlake.jobs.quality.validate import (
@@ -37,7 +38,7 @@ from govlake.jobs.quality.validate import (
 )
 from govlake.security import pseudonym_key
 from govlake.status import BatchStatus
-from govlake.tables import CONFORM_BATCHES, INGEST_BATCHES, QUARANTINE, SILVER, VALIDATION_RESULTS
+from govlake.tables import CONFORM_BATCHES, QUARANTINE, SILVER, VALIDATION_RESULTS
 from govlake.redaction import scrub
 
 
@@ -58,20 +59,6 @@ class ConformResult:
     @property
     def balanced(self) -> bool:
         return self.bronze_rows == self.silver_rows + self.quarantined + self.superseded
-
-
-def pending_batches(ctx: Context, dataset: str) -> list[str]:
-    """Ingested batches of the dataset that have not been conformed yet, in delivery order."""
-    if not ctx.lake.exists(*INGEST_BATCHES.ref):
-        return []
-    done: set[str] = set()
-    if ctx.lake.exists(*CONFORM_BATCHES.ref):
-        done = set(ctx.lake.read(*CONFORM_BATCHES.ref, columns=["batch_id"], filter_sql=f"dataset = {sql_str(dataset)}")
-                   .column("batch_id").to_pylist())
-    t = ctx.lake.read(*INGEST_BATCHES.ref, columns=["batch_id", "ingested_at"],
-                      filter_sql=f"status = 'ingested' AND dataset = {sql_str(dataset)}")
-    rows = sorted(t.to_pylist(), key=lambda r: r["ingested_at"])
-    return [r["batch_id"] for r in rows if r["batch_id"] not in done]
 
 
 def conform(ctx: Context, engine: Engine, dataset: str, *, rules: bool = True, run_id: str | None = None) -> ConformResult:

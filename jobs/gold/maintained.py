@@ -19,8 +19,6 @@ import json
 from collections import Counter
 from typing import Any
 
-import pyarrow as pa
-
 from govlake.context import Context
 from govlake.engine.base import Engine, sql_str
 from govlake.jobs.gold.models import GoldResult, last_build, validate_table
@@ -233,6 +231,8 @@ class Build:
         if not self.spec:
             e.materialize("__candidate", f"SELECT {', '.join(d.ident(n) for n in names)} FROM {rows}")
             return "__candidate"
+        import pyarrow as pa  # here: an unchanged model's build (every no-op govlake run) needs no pyarrow
+
         schema = e.fetch(f"SELECT {', '.join(d.ident(c) for c in self.spec.columns)} FROM {rows} LIMIT 0").schema
         decided = decisions(self.spec, groups or {})
         cols = {c: pa.array([t[i] for t in decided], schema.field(c).type) for i, c in enumerate(self.spec.columns)}

@@ -28,13 +28,29 @@ def build_lineage_table(ctx: Context, engine=None, run_id: str | None = None) ->
     return {"edges": n, "changed": changed}
 
 
+def edges_unchanged(ctx: Context) -> bool:
+    """Whether gold.lineage_edges holds exactly the declared edges: the lineage step's "nothing to do" check
+    (one small read by delta-rs, no engine, no lock, no lineage event)."""
+    return _stored(ctx) == _sorted([e.__dict__ for e in all_edges(ctx)])
+
+
+def _sorted(rows: list[dict]) -> list[tuple]:
+    """Edge rows as comparable tuples, in one order (NULL columns, i.e. table-level edges, first)."""
+    cols = LINEAGE_EDGES.column_names
+    return sorted((tuple(r[c] for c in cols) for r in rows), key=lambda t: [(v is not None, v or "") for v in t])
+
+
+def _stored(ctx: Context) -> list[tuple] | None:
+    if not ctx.lake.exists(*LINEAGE_EDGES.ref):
+        return None
+    return _sorted(ctx.lake.rows(*LINEAGE_EDGES.ref, LINEAGE_EDGES.column_names))
+
+
 def _write_edges(ctx: Context, engine, run_id: str | None) -> tuple[int, bool]:
-    t = LINEAGE_EDGES.from_rows([e.__dict__ for e in all_edges(ctx)])
-    if ctx.lake.exists(*LINEAGE_EDGES.ref):
-        current = ctx.lake.read(*LINEAGE_EDGES.ref)
-        order = [(n, "ascending") for n in LINEAGE_EDGES.column_names]
-        if current.num_rows == t.num_rows and current.sort_by(order).equals(t.sort_by(order)):
-            return t.num_rows, False  # unchanged: no new version, nothing to audit again
+    rows = [e.__dict__ for e in all_edges(ctx)]
+    if _stored(ctx) == _sorted(rows):
+        return len(rows), False  # unchanged: no new version, nothing to audit again
+    t = LINEAGE_EDGES.from_rows(rows)
     if engine is not None:
         blocking = audit_arrow(ctx, engine, LINEAGE_EDGES.name, t, run_id)
         if blocking:

@@ -24,16 +24,17 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from govlake.context import Context
-from govlake.control.objections import open_counts
 from govlake.engine.base import Engine, sql_str
 from govlake.errors import GovlakeError, PipelineError
 from govlake.jobs.gold.models import audit_arrow
 from govlake.jobs.quality.validate import batch_log
 from govlake.tables import CONFORM_BATCHES, QUALITY_SCORES, SCORE_DIMENSIONS, SOURCE_CONFLICTS, VALIDATION_RESULTS
+
+if TYPE_CHECKING:  # imported where used: the score step's "nothing to do" check (unscored_runs) needs no pyarrow
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -128,14 +129,12 @@ def unscored_runs(ctx: Context) -> dict[str, list[str]]:
     The books are written per dataset as each is conformed, the scores once at the end of a run, so a run
     killed in between has books and no scores: it stays here until scored. A run's scores are one append
     (after deleting any earlier attempt's), so a run with score rows is scored completely."""
-    if not ctx.lake.exists(*CONFORM_BATCHES.ref):
-        return {}
     runs: dict[str, list[str]] = {}
-    for r in ctx.lake.read(*CONFORM_BATCHES.ref, columns=["run_id", "batch_id"]).to_pylist():
+    for r in ctx.lake.rows(*CONFORM_BATCHES.ref, ["run_id", "batch_id"]):
         runs.setdefault(r["run_id"], []).append(r["batch_id"])
-    if ctx.lake.exists(*QUALITY_SCORES.ref):
-        for run in set(ctx.lake.read(*QUALITY_SCORES.ref, columns=["run_id"]).column("run_id").to_pylist()):
-            runs.pop(run, None)
+    if runs:
+        for r in ctx.lake.rows(*QUALITY_SCORES.ref, ["run_id"], distinct=True):
+            runs.pop(r["run_id"], None)
     return {k: sorted(set(v)) for k, v in sorted(runs.items())}
 
 
@@ -171,6 +170,8 @@ def score_pending_runs(ctx: Context, engine: Engine) -> CatchUp:
 def score_run(ctx: Context, engine: Engine, run_id: str, batches: list[str]) -> pa.Table:
     """Score the batches conformed in ``run_id`` and append the scores to gold.quality_scores
     (OpenLineage job ``quality.score``)."""
+    import pyarrow as pa
+
     if not batches:
         return pa.Table.from_pylist([], schema=QUALITY_SCORES.schema)
     from govlake.lineage_events import DatasetRef
@@ -186,6 +187,10 @@ def score_run(ctx: Context, engine: Engine, run_id: str, batches: list[str]) -> 
 
 
 def _score_run(ctx: Context, engine: Engine, run_id: str, batches: list[str]) -> pa.Table:
+    import pyarrow as pa
+
+    from govlake.control.objections import open_counts  # the control plane (SQLAlchemy) only when scoring
+
     in_b = ", ".join(map(sql_str, batches))
     acc = ctx.lake.read(*CONFORM_BATCHES.ref, filter_sql=f"batch_id IN ({in_b})").to_pylist()
     timely = {}

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
 
-import pyarrow as pa
-
 from govlake.context import Context
 from govlake.contracts import CYCLE_DAYS
 from govlake.engine.base import sql_str
@@ -162,6 +160,8 @@ def write_results(ctx: Context, rows: list[dict], replace: str | None) -> None:
     """Append outcomes; ``replace`` (a predicate) drops an earlier attempt's rows for the same batches."""
     if not rows:
         return
+    import pyarrow as pa  # here, not at the top: the gold step's "nothing to do" path imports this module
+
     now = datetime.now(timezone.utc)
     t = pa.Table.from_pylist([{**r, "validated_at": r.get("validated_at") or now} for r in rows], schema=VALIDATION_RESULTS.schema)
     if replace and ctx.lake.exists(*VALIDATION_RESULTS.ref):
@@ -177,6 +177,8 @@ def release(ctx: Context, dataset: str, batch_id: str, reason: str, by: str) -> 
 
 
 def _release(ctx: Context, dataset: str, batch_id: str, reason: str, by: str) -> dict:
+    import pyarrow as pa
+
     from govlake.errors import RegistryError
 
     acc = ctx.lake.read(*CONFORM_BATCHES.ref, filter_sql=f"dataset = {sql_str(dataset)} AND batch_id = {sql_str(batch_id)}") \
