@@ -106,6 +106,8 @@ def delta_types(schema: pa.Schema) -> pa.Schema:
 
 
 def _nullable_type(t: pa.DataType) -> pa.DataType:
+    import pyarrow as pa
+
     if pa.types.is_large_string(t):
         return pa.string()
     if pa.types.is_large_binary(t):
@@ -124,6 +126,8 @@ def relax(schema: pa.Schema) -> pa.Schema:
     rows. Nullability is never declared by a writer: Spark's schemas say NOT NULL where its plan proves it,
     and DuckDB 2's Parquet writer marks a column REQUIRED when the statistics of that file's rows hold no
     NULL (data-dependent, and it can differ between the files of one write)."""
+    import pyarrow as pa
+
     return pa.schema([pa.field(f.name, _nullable_type(f.type), True) for f in schema])
 
 
