@@ -21,7 +21,7 @@ from typing import Any
 
 from govlake.context import Context
 from govlake.engine.base import Engine, sql_str
-from govlake.jobs.gold.models import GoldResult, last_build, validate_table
+from govlake.jobs.gold.published import GoldResult, last_build, validate_table
 from govlake.jobs.quality.suites import Suite
 from govlake.jobs.quality.validate import write_results
 from govlake.models import Anonymize, GoldModel

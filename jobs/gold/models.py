@@ -8,36 +8,18 @@ every gold version can be traced to the exact silver versions it was computed fr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from govlake.context import Context
 from govlake.engine.base import Engine
-from govlake.jobs.conform.rules import compile_check
+from govlake.jobs.gold import maintained
+from govlake.jobs.gold.published import GoldResult, last_build, validate_table
 from govlake.jobs.quality.suites import Suite, gold_suite
-from govlake.jobs.quality.validate import Outcome, write_results
+from govlake.jobs.quality.validate import write_results
 from govlake.models import GoldModel, build_order, load_models
 from govlake.status import GoldStatus
 
-
-@dataclass
-class GoldResult:
-    table: str
-    status: GoldStatus
-    rows: int = 0
-    message: str = ""
-
-
-def last_build(ctx: Context, table: str) -> dict | None:
-    dt = ctx.lake.table("gold", table)
-    if dt is None:
-        return None
-    for entry in dt.history(5):
-        meta = entry.get("govlake")
-        if meta:
-            return json.loads(meta) if isinstance(meta, str) else meta
-    return None
+__all__ = ["GoldResult", "audit_arrow", "build_model", "integrate", "last_build", "rebuild", "validate_table"]
 
 
 def build_model(ctx: Context, engine: Engine, model: GoldModel, run_id: str | None = None) -> GoldResult:
@@ -45,8 +27,6 @@ def build_model(ctx: Context, engine: Engine, model: GoldModel, run_id: str | No
     any other is rebuilt whole when a source has a new version."""
     suite = gold_suite(ctx, model.table)
     if model.maintain is not None:
-        from govlake.jobs.gold import maintained
-
         return maintained.build(ctx, engine, model, suite, run_id)
     return rebuild(ctx, engine, model.table, list(model.sources), lambda: model.compiled_sql(engine.dialect.name),
                    f"{model.title}：{model.description}", suite=suite, run_id=run_id)
@@ -118,19 +98,6 @@ def audit_arrow(ctx: Context, engine: Engine, table: str, data, run_id: str | No
     write_results(ctx, [o.row(run_id=run_id or "adhoc", layer="gold", suite=suite.name, dataset=table, batch_id=None,
                               node=None) for o in outcomes], replace=None)
     return [o.check.rule for o in outcomes if o.check.severity in ("error", "fatal") and not o.success]
-
-
-def validate_table(engine: Engine, suite: Suite, relation: str) -> list[Outcome]:
-    """Every row expectation of a gold suite in one aggregate query over the built table."""
-    checks = suite.row_checks()
-    if not checks:
-        return []
-    d = engine.dialect
-    flags = ", ".join(f"CASE WHEN {compile_check(d, c, lambda col, typed: d.ident(col), None, None, None)} "
-                      f"THEN 1 ELSE 0 END AS f{i}" for i, c in enumerate(checks))
-    sums = ", ".join(f"CAST(coalesce(sum(f{i}), 0) AS BIGINT) AS f{i}" for i in range(len(checks)))
-    row = engine.fetch(f"SELECT count(*) AS n, {sums} FROM (SELECT {flags} FROM {relation}) v").to_pylist()[0]
-    return [Outcome(c, row["n"], row[f"f{i}"]) for i, c in enumerate(checks)]
 
 
 def integrate(ctx: Context, engine: Engine, tables: list[str] | None = None, run_id: str | None = None) -> list[GoldResult]:
