@@ -5,8 +5,10 @@ catalog, the duties-data list and the indicators when their inputs changed, and 
 the stewards' report. The Airflow DAGs run the same steps, generated from the same plan.
 
 This is what ``govlake run`` calls; it is idempotent (a second run finds nothing pending and no changed
-sources) and costs in proportion to new batches, not to the lake. Ingestion, the plan's first stage, is
-``govlake ingest``'s: it is given the files.
+sources). What it costs follows the new batches, table by table as ARCHITECTURE.md ("Gold") lists: MERGEs
+rewrite only the files holding a delivered key and keyed gold models upsert the changed keys; random updates
+of a base register still touch most of its files (copy-on-write: deletion vectors are not writable with
+delta-rs yet). Ingestion, the plan's first stage, is ``govlake ingest``'s: it is given the files.
 
 A run holds the lake's writer lock from start to end (see ``govlake.locking``): two runs at once would
 both find the same batches pending and write them twice. It also scores every earlier run that was
