@@ -136,10 +136,13 @@ def ingest(paths: tuple[Path, ...], node: str, dataset: str, delivered_on, lake:
 @click.option("--dataset", "datasets", multiple=True, help="Only these datasets (repeatable).")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
               help="Also write the stewards' quality report (HTML, Excel, GX Data Docs) to this directory.")
+@click.option("--full", is_flag=True,
+              help="Rebuild every gold table, the cross-source check and the governance outputs from whole sources "
+                   "(default: from what the pending batches changed).")
 @lake_option
 @engine_option
 @friendly
-def run(datasets: tuple[str, ...], report_dir: Path | None, lake: str | None, engine_kind: str | None) -> None:
+def run(datasets: tuple[str, ...], report_dir: Path | None, full: bool, lake: str | None, engine_kind: str | None) -> None:
     """Build everything pending into silver, quarantine and gold (the stages of jobs/plan.py)."""
     from govlake.jobs.pipeline import run_pending
     from govlake.progress import print_run_report, step_status
@@ -147,7 +150,7 @@ def run(datasets: tuple[str, ...], report_dir: Path | None, lake: str | None, en
     ctx = make_context(lake)
     # Opened by the first step with work: a rerun with nothing new starts no engine (DuckDB, Spark).
     with ctx.engine_on_demand(engine_kind) as engine, step_status() as on_step:
-        report = run_pending(ctx, engine, list(datasets) or None, on_step=on_step, report_dir=report_dir)
+        report = run_pending(ctx, engine, list(datasets) or None, on_step=on_step, report_dir=report_dir, full=full)
     print_run_report(report)
 
 

@@ -84,12 +84,14 @@ def conform_order(ctx: Context, names: list[str]) -> list[str]:
 
 def run_pending(ctx: Context, engine: Engine, datasets: list[str] | None = None,
                 on_step: Callable[[str], None] | None = None, run_id: str | None = None,
-                as_of: date | None = None, report_dir: Path | None = None) -> RunReport:
+                as_of: date | None = None, report_dir: Path | None = None, full: bool = False) -> RunReport:
     """``datasets``: conform only these (the other stages run whole). ``as_of`` is the day freshness is
-    judged on (default: today in Asia/Shanghai). ``report_dir``: also write the stewards' report there."""
+    judged on (default: today in Asia/Shanghai). ``report_dir``: also write the stewards' report there.
+    ``full``: rebuild every gold table, 多源校核 and the governance outputs from whole sources instead of
+    from what changed (silver stays: it is the record of every conformed batch)."""
     with ctx.lake.writer_lock("govlake run"):
         return _run_pending(ctx, engine, datasets, on_step, plan.StepRun(ctx, engine, run_id or new_run_id(),
-                                                                         as_of, report_dir))
+                                                                         as_of, report_dir, full=full))
 
 
 def _run_pending(ctx: Context, engine: Engine, datasets: list[str] | None, on_step: Callable[[str], None] | None,

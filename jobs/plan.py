@@ -194,6 +194,7 @@ class StepRun:
     run_id: str
     as_of: date | None = None
     report_dir: Path | None = None
+    full: bool = False  # rebuild every gold table and governance output from whole sources (`govlake run --full`)
     _memo: dict[str, tuple[tuple[int | None, ...], Any]] = field(default_factory=dict, repr=False, compare=False)
 
     def version(self, ref: TableRef) -> int | None:
@@ -327,13 +328,15 @@ def _gold_outcome(name: str, item: str | None, run: StepRun, results: list) -> S
 def _build(run: StepRun, table: str | None) -> StepOutcome:
     from govlake.jobs.gold.models import integrate
 
-    return _gold_outcome("build", table, run, integrate(run.ctx, run.engine, tables=[table], run_id=run.run_id))
+    return _gold_outcome("build", table, run, integrate(run.ctx, run.engine, tables=[table], run_id=run.run_id,
+                                                         full=run.full))
 
 
 def _crosscheck(run: StepRun, _: str | None) -> StepOutcome:
     from govlake.jobs.gold.crosscheck import crosscheck
 
-    return _gold_outcome("crosscheck", None, run, crosscheck(run.ctx, run.engine, run_id=run.run_id))
+    return _gold_outcome("crosscheck", None, run, crosscheck(run.ctx, run.engine, run_id=run.run_id,
+                                                                           full=run.full))
 
 
 def _no_open_objections(run: StepRun, _: str | None) -> str | None:
@@ -548,7 +551,7 @@ def not_ready(step: Step, run: StepRun) -> str | None:
     if step.stage.ready is not None:
         return step.stage.ready(run, step.item)
     if step.stage.rebuild is Rebuild.INPUTS:
-        return _inputs_unchanged(step, run)
+        return None if run.full else _inputs_unchanged(step, run)
     return None
 
 

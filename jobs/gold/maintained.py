@@ -21,7 +21,7 @@ from typing import Any
 
 from govlake.context import Context
 from govlake.engine.base import Engine, sql_str
-from govlake.jobs.gold.published import GoldResult, last_build, validate_table
+from govlake.jobs.gold.published import GoldResult, last_build, new_batches, validate_table
 from govlake.jobs.quality.suites import Suite
 from govlake.jobs.quality.validate import write_results
 from govlake.models import Anonymize, GoldModel
@@ -57,7 +57,8 @@ def decisions(spec: Anonymize, counts: dict[Group, int]) -> dict[Group, tuple[bo
     return {t: tuple(v) for t, v in shown.items()}
 
 
-def build(ctx: Context, engine: Engine, model: GoldModel, suite: Suite | None, run_id: str | None) -> GoldResult:
+def build(ctx: Context, engine: Engine, model: GoldModel, suite: Suite | None, run_id: str | None,
+          full: bool = False) -> GoldResult:
     from govlake.lineage_events import DatasetRef
 
     versions: dict[str, int] = {}
@@ -68,13 +69,13 @@ def build(ctx: Context, engine: Engine, model: GoldModel, suite: Suite | None, r
             return GoldResult(model.table, GoldStatus.WAITING, message=f"上游尚无数据：{'、'.join(missing)}")
         versions[ref] = dt.version()
     prior = last_build(ctx, model.table)
-    if prior and prior.get("sources") == versions:
+    if not full and prior and prior.get("sources") == versions:
         return GoldResult(model.table, GoldStatus.UNCHANGED, message="上游未变化，跳过")
     out = ctx.lineage.table("gold", model.table)
     with ctx.lineage.run(f"gold.{model.table}", [DatasetRef(*r.split(".", 1)) for r in model.sources], [out],
                          engine=engine.name, description=f"{model.title}：{model.description}"):
         try:
-            result = Build(ctx, engine, model, suite, run_id, versions, prior).run()
+            result = Build(ctx, engine, model, suite, run_id, versions, None if full else prior).run()
         finally:
             for view in ("__keys", "__rows", "__rows_old", "__decide", "__candidate",
                          *(r.replace(".", "__") for r in model.sources)):
@@ -100,32 +101,9 @@ class Build:
 
     # -- what changed ---------------------------------------------------------------------------------------
     def new_batches(self) -> dict[str, list[str]] | None:
-        """Per source, the batches its commits after the recorded version brought; None when a full build is
-        needed (no earlier incremental-ready build, or a commit that is not a conform batch)."""
-        p = self.prior
-        if not p or "sources" not in p or (self.spec and "groups" not in p) or not self.ctx.lake.exists("gold", self.model.table):
-            return None
-        out: dict[str, list[str]] = {}
-        for ref, now in self.versions.items():
-            before = p["sources"].get(ref)
-            if before is None or before > now:
-                return None
-            dt = self.ctx.lake.table(*ref.split(".", 1))
-            found: list[str] = []
-            seen = 0
-            for entry in dt.history(now - before) if now > before else []:
-                if entry.get("version", -1) <= before:
-                    continue
-                meta = entry.get("govlake")
-                meta = json.loads(meta) if isinstance(meta, str) else meta
-                if not meta or meta.get("job") != "conform" or "batches" not in meta:
-                    return None
-                found += meta["batches"]
-                seen += 1
-            if seen != now - before:
-                return None
-            out[ref] = found
-        return out
+        if self.spec and self.prior and "groups" not in self.prior:
+            return None  # counts unknown: a full build computes them
+        return new_batches(self.ctx, self.model.table, self.prior, self.versions)
 
     def register(self, keys: str | None, old: bool = False) -> None:
         """The sources as the model's SQL names them, at this build's (or the last build's) versions,

@@ -34,6 +34,35 @@ def last_build(ctx: Context, table: str) -> dict | None:
     return None
 
 
+def new_batches(ctx: Context, table: str, prior: dict | None, versions: dict[str, int]) -> dict[str, list[str]] | None:
+    """Per source, the conform batches its commits after the versions ``prior`` (gold.<table>'s build
+    record) names brought, up to ``versions``; ``None`` when only a full build can say what changed: no
+    earlier build or no such table, a source new to the build or older than recorded, or a commit that is
+    not a conform batch (a compaction, a release, a manual write)."""
+    if not prior or "sources" not in prior or not ctx.lake.exists("gold", table):
+        return None
+    out: dict[str, list[str]] = {}
+    for ref, now in versions.items():
+        before = prior["sources"].get(ref)
+        if before is None or before > now:
+            return None
+        found: list[str] = []
+        seen = 0
+        for entry in ctx.lake.table(*ref.split(".", 1)).history(now - before) if now > before else []:
+            if entry.get("version", -1) <= before:
+                continue
+            meta = entry.get("govlake")
+            meta = json.loads(meta) if isinstance(meta, str) else meta
+            if not meta or meta.get("job") != "conform" or "batches" not in meta:
+                return None
+            found += meta["batches"]
+            seen += 1
+        if seen != now - before:
+            return None
+        out[ref] = found
+    return out
+
+
 def validate_table(engine: Engine, suite: Suite, relation: str) -> list[Outcome]:
     """Every row expectation of a gold suite in one aggregate query over the built table."""
     checks = suite.row_checks()
