@@ -348,7 +348,8 @@ def _verdict(results: list[dict]) -> dict:
         slope = None
         if len(rs) >= 2 and rs[-1]["history_days"] > rs[0]["history_days"]:
             slope = (rs[-1]["median_s"] - rs[0]["median_s"]) / (rs[-1]["history_days"] - rs[0]["history_days"])
-        year = last["median_s"] + max(slope or 0.0, 0.0) * (YEAR_DAYS - last["history_days"]) if slope is not None else None
+        # a slope at or below zero is noise (history cannot make the day cheaper): no year figure from it
+        year = last["median_s"] + slope * (YEAR_DAYS - last["history_days"]) if slope and slope > 0 else None
         per_scale[s] = {"history_days": last["history_days"], "seconds": last["median_s"],
                         "rows": last["rows"], "slope_s_per_day": slope, "year_s": year}
     k = _exponent([(s, v["seconds"]) for s, v in per_scale.items()])
@@ -375,6 +376,10 @@ def _print_run(res: dict) -> None:
         t.add_column(col, justify="left" if col == "阶段" else "right")
     total = res["seconds"]
     t.add_row("导入 bronze", f"{res['ingest_s']:.1f}", f"{res['ingest_s'] / total:.0%}")
+    for fmt, (sec, rows, files) in sorted(res.get("ingest_by_format", {}).items(), key=lambda kv: -kv[1][0]):
+        t.add_row(f"  {fmt}：{files} 个文件 {rows:,} 行（{rows / sec if sec else 0:,.0f} 行/秒）", f"{sec:.1f}",
+                  f"{sec / total:.0%}")
+    t.add_row("运行 govlake run", f"{res['run_s']:.1f}", f"{res['run_s'] / total:.0%}")
     for stage, sec in sorted(res["stages"].items(), key=lambda kv: -kv[1]):
         if sec >= 0.05:
             t.add_row(f"  {stage}", f"{sec:.1f}", f"{sec / total:.0%}")
@@ -397,7 +402,8 @@ def _print_verdict(v: dict) -> None:
     for s, p in v["per_scale"].items():
         line = f"S = {s:g}：{p['rows']:,} 行 {p['seconds']:.1f} 秒（历史 {p['history_days']} 天）"
         if p["slope_s_per_day"] is not None:
-            line += f"；每多 1 天历史 {p['slope_s_per_day']:+.2f} 秒，按一年历史推算 {p['year_s']:.1f} 秒"
+            line += f"；每多 1 天历史 {p['slope_s_per_day']:+.2f} 秒，" + (
+                f"按一年历史推算 {p['year_s']:.1f} 秒" if p["year_s"] is not None else "低于噪声，不推算一年")
         console.print(line)
     if v["exponent"] is not None:
         line = f"规模指数 k = {v['exponent']:.2f}（秒 ∝ S^k）；推算 S = 1（9,200万行）：{v['projection_s1']:,.0f} 秒"
