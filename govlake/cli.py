@@ -236,12 +236,24 @@ def demo(rows: int, landing: Path | None, seed: int, lake: str | None, engine_ki
               help="Time a 1% delivery into a lake of --rows rows beside the same delivery into an empty lake.")
 @click.option("--dashboard", "dashboard_lake", default=None,
               help="Measure dashboard page loads in headless Chromium over this lake's gold layer grown to 1,000 resources.")
+@click.option("--city-day", "city_day", is_flag=True,
+              help="Time one day of the city's exchange (92M rows at scale 1) into a lake holding registers and event history.")
+@click.option("--scale", default="0.01,0.1", show_default=True, help="Comma-separated scales (--city-day).")
+@click.option("--history-days", default="1,3", show_default=True,
+              help="Comma-separated days of event history in the lake (--city-day); two or more give the cost per day.")
 @friendly
 def bench(rows: str, workdir: Path | None, keep: bool, quality_only: bool, rounds: int, incremental: bool,
-          dashboard_lake: str | None) -> None:
-    """Throughput ingest -> silver -> gold beside a raw DuckDB CSV-to-Parquet copy (or --quality / --dashboard)."""
+          dashboard_lake: str | None, city_day: bool, scale: str, history_days: str) -> None:
+    """Throughput ingest -> silver -> gold beside a raw DuckDB CSV-to-Parquet copy (or --quality / --dashboard
+    / --incremental / --city-day)."""
     from govlake.devkit.bench import run_bench, run_quality_bench
 
+    if city_day:
+        from govlake.devkit.bench_cityday import run_cityday_bench
+
+        run_cityday_bench([float(s) for s in scale.split(",") if s], [int(h) for h in history_days.split(",") if h],
+                          workdir=workdir, keep=keep, rounds=max(rounds, 1))
+        return
     if dashboard_lake:
         from govlake.devkit.dashboard_scale import run_dashboard_bench
 

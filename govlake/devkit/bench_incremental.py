@@ -52,7 +52,8 @@ def _generate(landing: Path, rows: int, seed: int) -> None:
 
 
 def ingest_and_run(lake: str, *landings: str) -> dict:
-    """Ingest every delivery of the landings (in order), then ``govlake run``; timed by stage."""
+    """Ingest every delivery of the landings (in order), then ``govlake run``; timed by stage, and the
+    ingest by file format."""
     from govlake.context import Context
     from govlake.devkit.generate import Manifest
     from govlake.jobs.ingest.bronze import ingest_file
@@ -61,9 +62,16 @@ def ingest_and_run(lake: str, *landings: str) -> dict:
     ctx = Context.from_env(lake)
     t0 = time.perf_counter()
     rows = 0
+    by_format: dict[str, list[float]] = {}  # format -> [seconds, rows, files]: what each reader costs
     for landing in landings:
         for d in Manifest.load(Path(landing) / "manifest.json").deliveries:
-            rows += ingest_file(ctx, Path(landing) / d.path, d.node, d.dataset).rows
+            t = time.perf_counter()
+            n = ingest_file(ctx, Path(landing) / d.path, d.node, d.dataset).rows
+            acc = by_format.setdefault(d.format, [0.0, 0, 0])
+            acc[0] += time.perf_counter() - t
+            acc[1] += n
+            acc[2] += 1
+            rows += n
     t1 = time.perf_counter()
     stages: dict[str, float] = {}
     last = {"name": "", "t": t1}
@@ -80,7 +88,7 @@ def ingest_and_run(lake: str, *landings: str) -> dict:
     if last["name"]:
         stages[last["name"]] = stages.get(last["name"], 0.0) + t2 - last["t"]
     return {"rows": rows, "ingest_s": t1 - t0, "run_s": t2 - t1, "seconds": t2 - t0, "stages": stages,
-            "balanced": report.balanced, "peak_mb": _peak_mb()}
+            "ingest_by_format": by_format, "balanced": report.balanced, "peak_mb": _peak_mb()}
 
 
 def _built(base: Path, rows: int) -> bool:

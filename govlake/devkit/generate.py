@@ -270,7 +270,8 @@ def _allocate(total: int, weights: np.ndarray, floor: int, caps: np.ndarray) -> 
 
 
 def plan(registry: Registry, world_models: dict[str, DatasetModel], rows: int, seed: int, datasets: list[str],
-         nodes: list[str] | None, formats: list[str] | None, defects: bool, max_rows_per_file: int) -> list[ItemPlan]:
+         nodes: list[str] | None, formats: list[str] | None, defects: bool, max_rows_per_file: int,
+         key_start: int = 0, updates: bool = True) -> list[ItemPlan]:
     rng = np.random.default_rng([seed, 1])
     items: list[ItemPlan] = []
     for name in datasets:
@@ -302,7 +303,7 @@ def plan(registry: Registry, world_models: dict[str, DatasetModel], rows: int, s
         m = world_models[it.dataset]
         cycle = m.c.catalog.update_cycle
         period = CYCLE_DAYS.get(cycle, 30)
-        n_updates = UPDATES.get(cycle, 1) if it.rows >= 40 else 0
+        n_updates = UPDATES.get(cycle, 1) if it.rows >= 40 and updates else 0
         if it.rows < 200:
             n_updates = min(n_updates, 1)
         sizes = [it.rows] if n_updates == 0 else \
@@ -357,10 +358,10 @@ def plan(registry: Registry, world_models: dict[str, DatasetModel], rows: int, s
                                    last.delivered_on, False,
                                    "csv" if last.fmt == "xlsx" and REFUSED_ROWS > XLSX_MAX_ROWS else last.fmt,
                                    last.encoding, last.bom, expect="refuse", foreign=foreign or "__bogus__"))
-    # global key ordinals: nodes of a dataset get consecutive blocks
+    # global key ordinals: nodes of a dataset get consecutive blocks, from key_start
     offsets: dict[str, int] = {}
     for it in items:
-        it.key_offset = offsets.get(it.dataset, 0)
+        it.key_offset = offsets.get(it.dataset, key_start)
         offsets[it.dataset] = it.key_offset + it.keys
     return items
 
@@ -819,8 +820,16 @@ def generate(registry: Registry, out_dir: Path, rows: int = 100_000, seed: int =
              formats: list[str] | None = None,
              defects: bool = True,
              max_rows_per_file: int = 2_000_000,
+             key_start: int = 0,
+             updates: bool = True,
              progress: Callable[[str, int], None] | None = None) -> Manifest:
-    """Write deliveries for every (selected) dataset x delivering node and ``out_dir/manifest.json``."""
+    """Write deliveries for every (selected) dataset x delivering node and ``out_dir/manifest.json``.
+
+    ``key_start`` shifts the key ordinals of every dataset: records with serial keys (tickets, events, usage
+    records) of a run with ``key_start`` at or past an earlier run's key count are new records, where the same
+    seed would give the same ones again (what a day of appends after earlier days needs). Persons and entities
+    follow the seed instead: another seed gives other people. ``updates=False`` gives each node one delivery
+    (no later update deliveries): one day's files."""
     names = sorted(registry.contracts) if not datasets else list(dict.fromkeys(datasets))
     for d in names:
         if d not in registry.contracts:
@@ -839,7 +848,7 @@ def generate(registry: Registry, out_dir: Path, rows: int = 100_000, seed: int =
     # plan with provisional models (key plans and capacities need no sizes), then build the shared world
     provisional = build_world(registry, seed, {}, {})
     models = {d: provisional.model(d) for d in names}
-    items = plan(registry, models, rows, seed, names, nodes, formats, defects, max_rows_per_file)
+    items = plan(registry, models, rows, seed, names, nodes, formats, defects, max_rows_per_file, key_start, updates)
     key_sizes: dict[str, int] = {}
     initial: dict[str, int] = {}
     for it in items:
