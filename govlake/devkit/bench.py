@@ -223,8 +223,10 @@ def print_quality(res: dict) -> None:
     console.print(f"  CPU 时间中位数：关闭 {res['cpu_off_s']:.1f} 秒，开启 {res['cpu_on_s']:.1f} 秒，配对开销 {pct(res['cpu_overhead'])}")
     console.print(f"  标准层 {res['silver_rows_on']:,} 行，隔离 {res['quarantined']:,} 行，"
                   f"账平：{'是' if res['balanced'] else '否'}")
-    console.print(f"质量开销 [bold]{100 * res['overhead']:.1f}%[/]（中位数之比，目标 ≤ {100 * res['target']:.0f}%）："
-                  f"{_met(res['overhead'] <= res['target'])}")
+    # The verdict is on the paired ratios: the two medians can come from rounds minutes apart, and on a shared
+    # machine the load drifts more than quality costs (one 10M run here: medians -14.8 %, paired +19.0 %).
+    console.print(f"质量开销 [bold]{100 * res['paired_overhead']:.1f}%[/]（每轮配对比的中位数；中位数之比 "
+                  f"{100 * res['overhead']:+.1f}%，目标 ≤ {100 * res['target']:.0f}%）：{_met(res['paired_overhead'] <= res['target'])}")
 
 
 def generated(sizes: list[int], workdir: Path | None, kind: str, title: str, note: str, keep: bool = False):
