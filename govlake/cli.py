@@ -231,7 +231,8 @@ def demo(rows: int, landing: Path | None, seed: int, lake: str | None, engine_ki
 @click.option("--workdir", type=click.Path(path_type=Path), default=None)
 @click.option("--keep", is_flag=True, help="Keep the generated files and lakes.")
 @click.option("--quality", "quality_only", is_flag=True, help="Measure what quality adds to the silver build (rules on vs off).")
-@click.option("--rounds", default=3, show_default=True, help="Alternating rounds per side (--incremental).")
+@click.option("--rounds", type=click.IntRange(min=1), default=None,
+              help="Alternating rounds per side: --quality (default 5), --incremental (default 3).")
 @click.option("--incremental", is_flag=True,
               help="Time a 1% delivery into a lake of --rows rows beside the same delivery into an empty lake.")
 @click.option("--dashboard", "dashboard_lake", default=None,
@@ -242,17 +243,17 @@ def demo(rows: int, landing: Path | None, seed: int, lake: str | None, engine_ki
 @click.option("--history-days", default="1,3", show_default=True,
               help="Comma-separated days of event history in the lake (--city-day); two or more give the cost per day.")
 @friendly
-def bench(rows: str, workdir: Path | None, keep: bool, quality_only: bool, rounds: int, incremental: bool,
+def bench(rows: str, workdir: Path | None, keep: bool, quality_only: bool, rounds: int | None, incremental: bool,
           dashboard_lake: str | None, city_day: bool, scale: str, history_days: str) -> None:
     """Throughput ingest -> silver -> gold beside a raw DuckDB CSV-to-Parquet copy (or --quality / --dashboard
     / --incremental / --city-day)."""
-    from govlake.devkit.bench import run_bench, run_quality_bench
+    from govlake.devkit.bench import QUALITY_ROUNDS, run_bench, run_quality_bench
 
     if city_day:
         from govlake.devkit.bench_cityday import run_cityday_bench
 
         run_cityday_bench([float(s) for s in scale.split(",") if s], [int(h) for h in history_days.split(",") if h],
-                          workdir=workdir, keep=keep, rounds=max(rounds, 1))
+                          workdir=workdir, keep=keep, rounds=max(rounds or 1, 1))
         return
     if dashboard_lake:
         from govlake.devkit.dashboard_scale import run_dashboard_bench
@@ -263,9 +264,12 @@ def bench(rows: str, workdir: Path | None, keep: bool, quality_only: bool, round
     if incremental:
         from govlake.devkit.bench_incremental import run_incremental_bench
 
-        run_incremental_bench(sizes, workdir=workdir, keep=keep, rounds=max(rounds, 1))
+        run_incremental_bench(sizes, workdir=workdir, keep=keep, rounds=rounds or 3)
         return
-    (run_quality_bench if quality_only else run_bench)(sizes, workdir=workdir, keep=keep)
+    if quality_only:
+        run_quality_bench(sizes, workdir=workdir, keep=keep, rounds=rounds or QUALITY_ROUNDS)
+        return
+    run_bench(sizes, workdir=workdir, keep=keep)
 
 
 @main.command()

@@ -202,8 +202,7 @@ def stream_sql(engine: Engine, run: ConformRun, held: dict[str, list[str]]) -> s
         whens = " ".join(f"WHEN _batch_id = {sql_str(b)} THEN {d.array([sql_str('batch:' + r) for r in rules_])}"
                          for b, rules_ in held.items())
         failures = d.array_concat("_failures", f"CASE {whens} ELSE {d.array([])} END")
-    quarantine_cols = [f"CASE WHEN _nfail > 0 THEN {e} END AS _q_{n}" for e, n in cc.quarantine_exprs(failures)] \
-        if run.rules else []
+    quarantine_cols = cc.quarantine_pass("_nfail > 0", failures) if run.rules else []
     std_key = d.hash64(dup_key_text([key_part(d, f"s__{k}", f"t__{k}") for k in run.contract.key]))
     return cc.silver_select(
         f"(SELECT *, {d.array_len('_failures')} + {held_flag} AS _nfail, {std_key} AS _dk "
@@ -489,8 +488,7 @@ class SplitResult:
         """The failing rows in the quarantine table's layout: fields, failures, key, record, provenance."""
         t = self._failed
         cols, names = [], []
-        for e, n in self.cc.quarantine_exprs():
-            col = t.column(f"_q_{n}")
+        for n, col in self.cc.quarantine_columns(t):
             cols.append(redact_extra(col) if n == "_extra" else col)
             names.append(n)
         for n in ("_batch_id", "_node", "_row_number", "_ingested_at"):
