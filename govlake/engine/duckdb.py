@@ -16,6 +16,7 @@ from urllib.parse import unquote
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from govlake.engine.base import Dialect, Engine, Staged, data_file_name, ident, sql_str
@@ -123,10 +124,11 @@ class DuckDBEngine(Engine):
                 self.lake.commit_data_files(staged.layer, staged.table, adds, staged.schema, commit=commit)
                 return
             self.register_arrow("__merge_m", matched)
-            touched = sorted({os.path.realpath(f) for f in matched.column("file").to_pylist()})
+            # the files were read by the paths of ``by_file``: DuckDB reports them as given, once per file
+            touched = sorted(pc.unique(matched.column("file")).to_pylist())
             adds = self._rewrite_without(staged, local_root, touched, keys)
             # the staged rows without those that lost to a newer target row
-            if any(not w for w in matched.column("s_wins").to_pylist()):
+            if not pc.all(matched.column("s_wins")).as_py():
                 rows = self.fetch(f"SELECT * FROM __merge_s s WHERE NOT EXISTS (SELECT 1 FROM __merge_m m WHERE NOT "
                                   f"m.s_wins AND {' AND '.join(f's.{ident(k)} = m.{ident(k)}' for k in keys)})")
                 written = write_data_file(fs, local_root, data_file_name(), rows.to_batches(), staged.schema,
